@@ -1,0 +1,13 @@
+/* Written to match what `npx convex codegen` generates: references to this folder's functions. */
+import type { ApiFromModules, FilterApi, FunctionReference } from "convex/server";
+import { anyApi } from "convex/server";
+import type * as mastra_storage from "../mastra/storage";
+import type * as offload_files from "../offload/files";
+
+declare const fullApi: ApiFromModules<{
+  "mastra/storage": typeof mastra_storage;
+  "offload/files": typeof offload_files;
+}>;
+
+export const api: FilterApi<typeof fullApi, FunctionReference<any, "public">> = anyApi as any;
+export const internal: FilterApi<typeof fullApi, FunctionReference<any, "internal">> = anyApi as any;

@@ -1,0 +1,51 @@
+// The Convex schema for convex-offload: every @mastra/convex table, plus this project's own
+// `offload_refs` table that records which stored record references which offloaded object.
+import { defineSchema, defineTable } from "convex/server";
+import { v } from "convex/values";
+import {
+  mastraCacheListItemsTable,
+  mastraCacheTable,
+  mastraDocumentsTable,
+  mastraMessagesTable,
+  mastraObservationalMemoryTable,
+  mastraResourcesTable,
+  mastraScoresTable,
+  mastraThreadsTable,
+  mastraVectorIndexesTable,
+  mastraVectorsTable,
+  mastraWorkflowSnapshotsTable,
+} from "@mastra/convex/schema";
+
+// One row per (object, owner). `owner` is `<table>:<recordId>` once the record that references
+// the object is written, or `pending:<token>` while a writer holds a lease between upload and
+// record write. A `deleting` row is the garbage collector's claim on an object it is removing.
+export const offloadRefsTable = defineTable({
+  bucket: v.string(),
+  key: v.string(),
+  tenant: v.string(),
+  owner: v.string(),
+  state: v.union(v.literal("pending"), v.literal("committed"), v.literal("deleting")),
+  expiresAt: v.optional(v.number()),
+  size: v.number(),
+  sha256: v.string(),
+  createdAt: v.number(),
+})
+  .index("by_object", ["bucket", "key"])
+  .index("by_owner", ["owner"])
+  .index("by_state", ["state", "expiresAt"])
+  .index("by_tenant", ["tenant"]);
+
+export default defineSchema({
+  mastra_threads: mastraThreadsTable,
+  mastra_messages: mastraMessagesTable,
+  mastra_resources: mastraResourcesTable,
+  mastra_workflow_snapshots: mastraWorkflowSnapshotsTable,
+  mastra_scorers: mastraScoresTable,
+  mastra_observational_memory: mastraObservationalMemoryTable,
+  mastra_vector_indexes: mastraVectorIndexesTable,
+  mastra_vectors: mastraVectorsTable,
+  mastra_cache: mastraCacheTable,
+  mastra_cache_list_items: mastraCacheListItemsTable,
+  mastra_documents: mastraDocumentsTable,
+  offload_refs: offloadRefsTable,
+});
