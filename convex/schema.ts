@@ -35,6 +35,17 @@ export const offloadRefsTable = defineTable({
   .index("by_state", ["state", "expiresAt"])
   .index("by_tenant", ["tenant"]);
 
+// Objects of a `convex` bucket: the logical, content-addressed key of each stored file.
+export const offloadFilesTable = defineTable({
+  key: v.string(),
+  storageId: v.id("_storage"),
+  sha256: v.string(),
+  size: v.number(),
+  contentType: v.string(),
+  disposition: v.optional(v.string()),
+  createdAt: v.number(),
+}).index("by_key", ["key"]);
+
 export default defineSchema({
   mastra_threads: mastraThreadsTable,
   mastra_messages: mastraMessagesTable,
@@ -48,4 +59,5 @@ export default defineSchema({
   mastra_cache_list_items: mastraCacheListItemsTable,
   mastra_documents: mastraDocumentsTable,
   offload_refs: offloadRefsTable,
+  offload_files: offloadFilesTable,
 });

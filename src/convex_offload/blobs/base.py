@@ -1,0 +1,86 @@
+"""The `BlobStore` interface every backend implements, and what it answers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from convex_offload.config import BucketConfig
+from convex_offload.errors import ForbiddenReferenceError
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a store knows of one object."""
+
+    key: str
+    size: int
+    content_type: str | None = None
+    last_modified: datetime | None = None
+    sha256: str | None = None
+    """Hex sha256, where the backend records it."""
+    disposition: str | None = None
+    encryption: str | None = None
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """A bucket of immutable, content-addressed objects.
+
+    Keys are produced by the offloader (never from user input) and checked by `check_key`.
+    Implementations translate their own errors into `convex_offload.errors` types and keep
+    provider quirks (R2's checksums, Convex's upload URLs) to themselves.
+    """
+
+    name: str
+    config: BucketConfig
+
+    async def put(
+        self, key: str, data: bytes | bytearray, *, content_type: str, sha256: str, disposition: str | None
+    ) -> None:
+        """Store `data` under `key`; the store verifies the sha256 where it can."""
+        ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None if it does not exist."""
+        ...
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        """The object's metadata, or None if it does not exist."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Delete the object; deleting a missing object is not an error."""
+        ...
+
+    def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`."""
+        ...
+
+    async def reference_url(self, key: str) -> str:
+        """The URL written into records in place of the payload.
+
+        A public/CDN URL or a Convex storage URL where the bucket allows it, so consumers without
+        this library can still use it; for a private bucket an `s3://bucket/key`-style locator.
+        """
+        ...
+
+    async def access_url(self, key: str, ttl: int) -> str:
+        """A fresh URL a browser can GET: public, or presigned for at most `ttl` seconds."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """`key` if it is a safe relative object key; `ForbiddenReferenceError` otherwise."""
+    if len(key) > 1024 or not _SAFE_KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
+        raise ForbiddenReferenceError(f"object key {key[:80]!r} is not a key this library writes")
+    return key

@@ -1,0 +1,139 @@
+"""A bucket in a local folder: the embedded default for the demo and for development."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from convex_offload.blobs.base import ObjectInfo, check_key
+from convex_offload.config import BucketConfig
+from convex_offload.errors import AttachmentIntegrityError, BucketConfigError
+
+_META = ".meta.json"
+
+
+class LocalBlobStore:
+    """Objects as files under `config.path`; each has a `<key>.meta.json` beside it."""
+
+    def __init__(self, name: str, config: BucketConfig) -> None:
+        if config.path is None:
+            raise BucketConfigError(f"buckets.{name}.path: a local bucket needs a folder")
+        self.name = name
+        self.config = config
+        self.root = config.path.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({self.name!r}, {str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    async def put(
+        self, key: str, data: bytes | bytearray, *, content_type: str, sha256: str, disposition: str | None
+    ) -> None:
+        """Write the object atomically (temp file, fsync, rename)."""
+        meta = {"content_type": content_type, "sha256": sha256, "disposition": disposition, "size": len(data)}
+        await asyncio.to_thread(self._write, self._path(key), data, sha256, meta)
+
+    def _write(self, path: Path, data: bytes | bytearray, sha256: str, meta: Mapping[str, object]) -> None:
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise AttachmentIntegrityError(
+                "bytes do not match their sha256 before upload", bucket=self.name, key=str(path)
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path.with_name(path.name + _META), json.dumps(meta).encode())
+        _atomic_write(path, data)
+
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None."""
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        """Size, type and sha256 of the object, or None."""
+        return await asyncio.to_thread(self._head, key)
+
+    def _head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        try:
+            meta = json.loads(path.with_name(path.name + _META).read_text())
+        except (FileNotFoundError, ValueError):
+            meta = {}
+        return ObjectInfo(
+            key=key,
+            size=stat.st_size,
+            content_type=meta.get("content_type"),
+            last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+            sha256=meta.get("sha256"),
+            disposition=meta.get("disposition"),
+        )
+
+    async def delete(self, key: str) -> None:
+        """Remove the object and its metadata file."""
+        path = self._path(key)
+        await asyncio.to_thread(_unlink_all, path, path.with_name(path.name + _META))
+
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects under `prefix`, in key order."""
+        keys = await asyncio.to_thread(self._keys)
+        for key in keys:
+            if key.startswith(prefix):
+                info = await self.head(key)
+                if info is not None:
+                    yield info
+
+    def _keys(self) -> list[str]:
+        found = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for file in files:
+                if file.endswith(_META) or file.startswith(".tmp-"):
+                    continue
+                found.append(Path(dirpath, file).relative_to(self.root).as_posix())
+        return sorted(found)
+
+    async def reference_url(self, key: str) -> str:
+        """`public_base_url/key` when set, else `local://<bucket>/<key>`."""
+        if self.config.public_base_url:
+            return self.config.public_base_url.rstrip("/") + "/" + check_key(key)
+        return f"local://{self.name}/{check_key(key)}"
+
+    async def access_url(self, key: str, ttl: int) -> str:
+        """A `file://` URL (a folder has no presigning); public URL when configured."""
+        if self.config.public_base_url:
+            return await self.reference_url(key)
+        return self._path(key).as_uri()
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+def _atomic_write(path: Path, data: bytes | bytearray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _unlink_all(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

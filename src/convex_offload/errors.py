@@ -1,0 +1,158 @@
+"""Every error convex-offload raises, in one hierarchy rooted at `ConvexOffloadError`.
+
+    ConvexOffloadError
+    ├── ConvexError                   talking to Convex failed
+    │   ├── ConvexTransportError      network trouble or 5xx after bounded retries
+    │   ├── ConvexAuthError           the admin key was refused
+    │   ├── ConvexRequestError        Convex refused the request itself (4xx)
+    │   └── ConvexFunctionError       the function ran and failed (HTTP 560)
+    │       ├── RecordTooLargeError   a document over Convex's 1 MiB limit
+    │       ├── LimitExceededError    a per-transaction read/write limit
+    │       └── StorageOperationError the @mastra/convex handler answered ok:false
+    ├── InvalidInputError             bad arguments, refused before anything is sent
+    │   └── InvalidValueError         a value Convex would refuse (field names, depth, sizes)
+    ├── NotFoundError                 a thread/resource/run that does not exist
+    ├── OffloadError                  attachment offloading
+    │   ├── MalformedAttachmentError  base64/data URL that does not decode strictly
+    │   ├── AttachmentPolicyError     refused by policy (type, size, active content)
+    │   ├── UploadError               an upload failed; nothing was written
+    │   ├── AttachmentMissingError    a referenced object is gone
+    │   ├── AttachmentIntegrityError  an object's bytes do not match its sha256
+    │   └── ForbiddenReferenceError   a manifest pointing outside its bucket/tenant
+    └── BucketConfigError             configuration that cannot work
+
+Messages name what was wrong. No error ever carries an admin key or a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConvexOffloadError(Exception):
+    """Base class of every error raised by convex-offload."""
+
+
+# --- Convex -----------------------------------------------------------------------------------
+
+
+class ConvexError(ConvexOffloadError):
+    """Talking to Convex failed."""
+
+
+class ConvexTransportError(ConvexError):
+    """Convex could not be reached or answered 5xx, after the bounded retries."""
+
+
+class ConvexAuthError(ConvexError):
+    """Convex refused the admin key (HTTP 401/403)."""
+
+
+class ConvexRequestError(ConvexError):
+    """Convex refused the request itself (HTTP 4xx): unknown function, malformed arguments."""
+
+    def __init__(self, message: str, *, status_code: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+
+
+class ConvexFunctionError(ConvexError):
+    """A Convex function ran and failed; its whole transaction was rolled back.
+
+    `convex_message` is Convex's `errorMessage`; `data` is `errorData` (only for `ConvexError`).
+    """
+
+    def __init__(self, message: str, *, path: str, convex_message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.convex_message = convex_message
+        self.data = data
+
+
+class RecordTooLargeError(ConvexFunctionError):
+    """A document over Convex's 1 MiB limit (raised by Convex, or by us before sending)."""
+
+
+class LimitExceededError(ConvexFunctionError):
+    """A per-transaction limit (bytes or documents read/written, queries) was exceeded."""
+
+
+class StorageOperationError(ConvexFunctionError):
+    """The @mastra/convex storage handler answered `{ok: false, error}`."""
+
+
+# --- Input ------------------------------------------------------------------------------------
+
+
+class InvalidInputError(ConvexOffloadError, ValueError):
+    """Arguments that cannot be right; raised before anything is sent."""
+
+
+class InvalidValueError(InvalidInputError):
+    """A value Convex would refuse: a reserved field name, too deep, too many fields."""
+
+
+class NotFoundError(ConvexOffloadError, LookupError):
+    """The thread, resource, message or workflow run named does not exist."""
+
+
+# --- Offloading -------------------------------------------------------------------------------
+
+
+class OffloadError(ConvexOffloadError):
+    """Attachment offloading or restoring failed."""
+
+
+class MalformedAttachmentError(OffloadError, InvalidInputError):
+    """A base64 payload or data URL that does not decode strictly."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+class AttachmentPolicyError(OffloadError, InvalidInputError):
+    """An attachment refused by policy: its type, its size, active content."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+class UploadError(OffloadError):
+    """An upload failed; no record referencing it was written."""
+
+    def __init__(self, message: str, *, path: str, bucket: str, key: str) -> None:
+        super().__init__(f"{path}: upload to bucket {bucket!r} failed: {message}")
+        self.path = path
+        self.bucket = bucket
+        self.key = key
+
+
+class AttachmentMissingError(OffloadError):
+    """A record references an object that is not in its bucket."""
+
+    def __init__(self, *, bucket: str, key: str, path: str = "") -> None:
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}object {key!r} is missing from bucket {bucket!r}")
+        self.bucket = bucket
+        self.key = key
+        self.path = path
+
+
+class AttachmentIntegrityError(OffloadError):
+    """An object's bytes do not match the sha256 or size its manifest recorded."""
+
+    def __init__(self, message: str, *, bucket: str, key: str) -> None:
+        super().__init__(f"object {key!r} in bucket {bucket!r}: {message}")
+        self.bucket = bucket
+        self.key = key
+
+
+class ForbiddenReferenceError(OffloadError):
+    """A manifest that points at another tenant's key or outside the configured buckets."""
+
+
+class BucketConfigError(ConvexOffloadError, ValueError):
+    """Bucket or routing configuration that cannot work; the message names the field."""

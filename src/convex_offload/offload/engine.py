@@ -1,0 +1,590 @@
+"""The offloader: turns payloads in a JSON tree into references, and references back into payloads.
+
+Writing: scan → decode strictly, hash, sniff → check policy → route to a bucket → upload (bounded,
+concurrent, deduplicated: content-addressed keys within a tenant scope) → rewrite a copy of the
+tree and add its manifest. Nothing is rewritten unless every upload it references succeeded.
+
+Reading: read the manifest → check every ref points into a configured bucket, at the key this
+library would have written for this tenant → fetch (bounded, cached) → verify sha256 and size →
+put the original text back byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from convex_offload.blobs.base import BlobStore
+from convex_offload.config import OffloadConfig
+from convex_offload.errors import (
+    AttachmentIntegrityError,
+    AttachmentMissingError,
+    AttachmentPolicyError,
+    ForbiddenReferenceError,
+    MalformedAttachmentError,
+    OffloadError,
+    UploadError,
+)
+from convex_offload.offload.manifest import (
+    MANIFEST_KEY,
+    CopyOnWrite,
+    Manifest,
+    Ref,
+    read_manifest,
+    resolve,
+)
+from convex_offload.offload.payload import (
+    ACTIVE_CONTENT,
+    Decoded,
+    Sniffer,
+    decode_base64,
+    encode_base64,
+    is_textual,
+    normalize_type,
+    types_agree,
+)
+from convex_offload.offload.scan import Candidate, Token, parse_pointer, pointer, scan
+
+logger = logging.getLogger(__name__)
+
+RestoreMode = Literal["inline", "urls"]
+_FILENAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+MAX_FILENAME_BYTES: Final = 255
+
+
+@dataclass(slots=True)
+class OffloadStats:
+    """Counters of what the offloader did, for benchmarks, the CLI and the soak."""
+
+    payloads_found: int = 0
+    offloaded: int = 0
+    uploads: int = 0
+    uploaded_bytes: int = 0
+    dedup_skips: int = 0
+    restored: int = 0
+    fetches: int = 0
+    fetched_bytes: int = 0
+    cache_hits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What one payload is: its bytes' digest, size and sniffed type (and the bytes, until uploaded)."""
+
+    sha256: str
+    size: int
+    sniffed_type: str
+    data: bytearray | None
+
+
+@dataclass(slots=True)
+class Rewritten:
+    """The result of offloading a tree: the rewritten copy and its refs (old ones kept included)."""
+
+    root: Any
+    refs: list[Ref] = field(default_factory=list)
+    new_refs: list[Ref] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was replaced in this call."""
+        return bool(self.new_refs)
+
+
+@dataclass(slots=True)
+class _Planned:
+    candidate: Candidate
+    prepared: Prepared
+    offload: bool = False
+    bucket: str = ""
+    key: str = ""
+    disposition: str | None = None
+
+
+class Offloader:
+    """Offloads and restores payloads in JSON trees, for any record type.
+
+    One instance per application: it owns the upload/restore concurrency limits and the caches.
+    """
+
+    def __init__(
+        self, config: OffloadConfig, buckets: dict[str, BlobStore], *, sniffer: Sniffer | None = None
+    ) -> None:
+        if not buckets:
+            raise OffloadError("the offloader needs at least one bucket")
+        self.config = config
+        self.buckets = buckets
+        self.sniffer = sniffer or Sniffer()
+        self.stats = OffloadStats()
+        self._uploads = asyncio.Semaphore(config.concurrency)
+        self._fetches = asyncio.Semaphore(config.restore_concurrency)
+        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._values = _ValueCache(config.cache_bytes)
+        self._digests = _DigestCache(config.cache_bytes // 2)
+
+    def __repr__(self) -> str:
+        return f"Offloader(buckets={sorted(self.buckets)})"
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def tenant_scope(self, tenant: str | None) -> str:
+        """The key segment of a tenant: a hash, so no user-controlled text enters a key."""
+        if self.config.tenant_mode == "global":
+            return "global"
+        digest = hashlib.sha256(b"convex-offload-tenant\x00" + (tenant or "").encode("utf-8")).hexdigest()
+        return "t-" + digest[:32]
+
+    def key_for(self, bucket: str, tenant: str | None, sha256: str) -> str:
+        """The content-addressed key of an object: `<prefix><tenant scope>/<sha256>`."""
+        return f"{self.buckets[bucket].config.prefix}{self.tenant_scope(tenant)}/{sha256}"
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def offload(
+        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, where: str
+    ) -> Rewritten:
+        """Offload every payload of `root` worth offloading; `root` itself is never modified.
+
+        `holder` is the path of the plain object that receives the manifest (created if absent).
+        `where` names the record in errors (`message m1`). Raises `MalformedAttachmentError`,
+        `AttachmentPolicyError` or `UploadError` (naming the payload's path) before anything is
+        rewritten.
+        """
+        manifest_path = (*holder, MANIFEST_KEY)
+        candidates = scan(
+            root,
+            min_chars=_base64_chars(max(1, self.config.inline_threshold)),
+            bare_min_chars=_base64_chars(self.config.bare_base64_min_bytes),
+            max_depth=self.config.max_depth,
+            skip=manifest_path,
+        )
+        kept = self._carried_refs(root, holder, tenant)
+        if not candidates:
+            if kept is None:
+                return Rewritten(root=root)
+            return Rewritten(root=root, refs=kept)
+        self.stats.payloads_found += len(candidates)
+        planned = self._plan(candidates, where)
+        if not any(p.offload for p in planned):
+            return Rewritten(root=root, refs=kept or [])
+        await self._upload_all(planned, tenant, where)
+        return await self._rewrite(root, holder, planned, kept or [])
+
+    def _plan(self, candidates: Sequence[Candidate], where: str) -> list[_Planned]:
+        planned: list[_Planned] = []
+        for candidate in candidates:
+            prepared = self._prepare(candidate, where)
+            if prepared is not None:
+                planned.append(
+                    _Planned(candidate, prepared, offload=prepared.size >= self.config.inline_threshold)
+                )
+        inline = sorted((p for p in planned if not p.offload), key=lambda p: p.prepared.size, reverse=True)
+        budget = sum(p.prepared.size for p in inline)
+        for p in inline:
+            if budget <= self.config.record_inline_budget:
+                break
+            p.offload = True
+            budget -= p.prepared.size
+        return planned
+
+    def _prepare(self, candidate: Candidate, where: str) -> Prepared | None:
+        """Decode, hash and sniff one candidate; None for lenient candidates that are not payloads."""
+        place = f"{where} {pointer(candidate.path)}"
+        text = candidate.text
+        cached = self._digests.get(text, candidate.start, candidate.end)
+        if cached is not None:
+            self._check_policy(candidate, cached, place)
+            return cached
+        try:
+            decoded: Decoded = decode_base64(text, start=candidate.start, end=candidate.end, where=place)
+        except MalformedAttachmentError:
+            if candidate.strict:
+                raise
+            return None
+        sniffed = normalize_type(self.sniffer.mime_type(decoded.data)) if decoded.size else ""
+        if candidate.form == "base64" and not candidate.strict and (is_textual(sniffed) or not sniffed):
+            return None
+        prepared = Prepared(sha256=decoded.sha256, size=decoded.size, sniffed_type=sniffed, data=decoded.data)
+        self._check_policy(candidate, prepared, place)
+        self._digests.put(text, candidate.start, candidate.end, prepared)
+        return prepared
+
+    def _check_policy(self, candidate: Candidate, prepared: Prepared, place: str) -> None:
+        if prepared.size == 0:
+            raise AttachmentPolicyError("zero-byte attachment", path=place)
+        if self.config.type_mismatch == "error" and not types_agree(
+            candidate.declared_type, prepared.sniffed_type
+        ):
+            raise AttachmentPolicyError(
+                f"declared type {candidate.declared_type!r} but the bytes are {prepared.sniffed_type!r}",
+                path=place,
+            )
+        if candidate.filename is not None:
+            check_filename(candidate.filename, place)
+
+    async def _upload_all(self, planned: list[_Planned], tenant: str | None, where: str) -> None:
+        tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        first_path: dict[tuple[str, str], str] = {}
+        for p in planned:
+            if not p.offload:
+                continue
+            place = f"{where} {pointer(p.candidate.path)}"
+            p.bucket = self.config.route(p.prepared.sniffed_type, p.prepared.size, tenant or "")
+            bucket = self.buckets[p.bucket]
+            self._check_bucket_policy(p, place)
+            p.key = self.key_for(p.bucket, tenant, p.prepared.sha256)
+            ident = (p.bucket, p.key)
+            if ident in tasks:
+                continue
+            first_path[ident] = place
+            tasks[ident] = asyncio.ensure_future(self._ensure_uploaded(bucket, p))
+            # Let the upload start before decoding the next payload, so they overlap.
+            await asyncio.sleep(0)
+        if not tasks:
+            return
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for ident, result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, UploadError | AttachmentIntegrityError):
+                    raise result
+                raise UploadError(
+                    str(result), path=first_path[ident], bucket=ident[0], key=ident[1]
+                ) from result
+        self.stats.offloaded += sum(1 for p in planned if p.offload)
+
+    def _check_bucket_policy(self, p: _Planned, place: str) -> None:
+        config = self.buckets[p.bucket].config
+        mime = p.prepared.sniffed_type
+        if p.prepared.size > config.max_object_bytes:
+            raise AttachmentPolicyError(
+                f"{p.prepared.size} bytes is over bucket {p.bucket!r}'s limit of {config.max_object_bytes}",
+                path=place,
+            )
+        if not config.accepts_type(mime):
+            raise AttachmentPolicyError(f"type {mime!r} is not allowed in bucket {p.bucket!r}", path=place)
+        if mime in ACTIVE_CONTENT:
+            if config.active_content == "refuse":
+                raise AttachmentPolicyError(
+                    f"active content ({mime}) is refused by bucket {p.bucket!r}", path=place
+                )
+            p.disposition = "attachment"
+
+    async def _ensure_uploaded(self, bucket: BlobStore, p: _Planned) -> None:
+        ident = (bucket.name, p.key)
+        if ident in self._known:
+            self._known.move_to_end(ident)
+            self.stats.dedup_skips += 1
+            return
+        running = self._inflight.get(ident)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        task = asyncio.ensure_future(self._upload(bucket, p))
+        self._inflight[ident] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight.pop(ident, None)
+
+    async def _upload(self, bucket: BlobStore, p: _Planned) -> None:
+        async with self._uploads:
+            existing = await bucket.head(p.key)
+            if existing is not None and existing.size == p.prepared.size:
+                self.stats.dedup_skips += 1
+            else:
+                data = p.prepared.data
+                if data is None:
+                    # Known from the digest cache, but not known to be in this bucket: decode again.
+                    c = p.candidate
+                    data = decode_base64(c.text, start=c.start, end=c.end, where=pointer(c.path)).data
+                await bucket.put(
+                    p.key,
+                    data,
+                    content_type=p.prepared.sniffed_type or "application/octet-stream",
+                    sha256=p.prepared.sha256,
+                    disposition=p.disposition,
+                )
+                self.stats.uploads += 1
+                self.stats.uploaded_bytes += p.prepared.size
+        self._remember((bucket.name, p.key))
+
+    def _remember(self, ident: tuple[str, str]) -> None:
+        self._known[ident] = None
+        self._known.move_to_end(ident)
+        while len(self._known) > 100_000:
+            self._known.popitem(last=False)
+
+    def forget(self, bucket: str, key: str) -> None:
+        """Drop what the caches know of an object (after deleting it)."""
+        self._known.pop((bucket, key), None)
+        self._values.drop(bucket, key)
+
+    async def _rewrite(
+        self, root: Any, holder: tuple[Token, ...], planned: list[_Planned], kept: list[Ref]
+    ) -> Rewritten:
+        tree = CopyOnWrite(root)
+        new_refs: list[Ref] = []
+        urls: dict[tuple[str, str], str] = {}
+        for p in planned:
+            if p.offload and (p.bucket, p.key) not in urls:
+                urls[(p.bucket, p.key)] = await self.buckets[p.bucket].reference_url(p.key)
+        by_path: dict[tuple[Token, ...], list[_Planned]] = {}
+        for p in planned:
+            if p.offload:
+                by_path.setdefault(p.candidate.path, []).append(p)
+        for path, items in by_path.items():
+            original: str = tree.get(path)
+            if items[0].candidate.form != "embedded":
+                p = items[0]
+                url = urls[(p.bucket, p.key)]
+                tree.set(path, url)
+                new_refs.append(_ref(p, url, span=None))
+                continue
+            pieces: list[str] = []
+            cursor = 0
+            for p in sorted(items, key=lambda item: item.candidate.start):
+                assert p.candidate.span is not None
+                begin, end = p.candidate.span
+                url = urls[(p.bucket, p.key)]
+                pieces.append(original[cursor:begin])
+                offset = sum(len(piece) for piece in pieces)
+                pieces.append(url)
+                new_refs.append(_ref(p, url, span=(offset, offset + len(url))))
+                cursor = end
+            pieces.append(original[cursor:])
+            tree.set(path, "".join(pieces))
+        created = tree.ensure_dict(holder)
+        previous = read_manifest(_get(root, holder))
+        manifest = Manifest(
+            created_metadata=created or bool(previous and previous.created_metadata),
+            refs=[*kept, *new_refs],
+        )
+        tree.set((*holder, MANIFEST_KEY), manifest.to_json())
+        return Rewritten(root=tree.root, refs=manifest.refs, new_refs=new_refs)
+
+    def _carried_refs(self, root: Any, holder: tuple[Token, ...], tenant: str | None) -> list[Ref] | None:
+        """Refs of a manifest already in the input that still hold their URL; None if none."""
+        manifest = read_manifest(_get(root, holder))
+        if manifest is None:
+            return None
+        kept = []
+        for ref in manifest.refs:
+            self.check_ref(ref, tenant)
+            if ref_holds(root, ref):
+                kept.append(ref)
+        return kept
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def check_ref(self, ref: Ref, tenant: str | None) -> None:
+        """Refuse a ref outside the configured buckets or outside this record's tenant scope."""
+        if ref.bucket not in self.buckets:
+            raise ForbiddenReferenceError(f"ref {ref.path}: bucket {ref.bucket!r} is not configured")
+        if ref.key != self.key_for(ref.bucket, tenant, ref.sha256):
+            raise ForbiddenReferenceError(
+                f"ref {ref.path}: key {ref.key[:120]!r} is not this record's tenant's key for its content"
+            )
+
+    async def restore(
+        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, mode: RestoreMode = "inline"
+    ) -> Any:
+        """Put every referenced payload back into `root` (modified in place) and drop the manifest.
+
+        `mode="urls"` puts a fresh public or presigned URL in place of each payload instead.
+        Raises `AttachmentMissingError`, `AttachmentIntegrityError`, `ForbiddenReferenceError`.
+        """
+        holder_obj = _get(root, holder)
+        manifest = read_manifest(holder_obj)
+        if manifest is None or not isinstance(holder_obj, dict):
+            return root
+        for ref in manifest.refs:
+            self.check_ref(ref, tenant)
+        live = [ref for ref in manifest.refs if ref_holds(root, ref)]
+        stale = len(manifest.refs) - len(live)
+        if stale:
+            logger.warning("%d stale refs skipped: their place no longer holds their URL", stale)
+        values = await self._values_for(live, mode)
+        # Splice embedded refs from the end of their string, so earlier spans stay valid.
+        for ref in sorted(live, key=lambda r: (r.path, -(r.span or (0, 0))[0])):
+            target = resolve(root, parse_pointer(ref.path))
+            assert target is not None  # ref_holds checked it
+            container, slot = target
+            replacement = values[(ref.bucket, ref.key, ref.header if mode == "inline" else "")]
+            if ref.span is None:
+                container[slot] = replacement
+            else:
+                begin, end = ref.span
+                text: str = container[slot]
+                container[slot] = text[:begin] + replacement + text[end:]
+            self.stats.restored += 1
+        del holder_obj[MANIFEST_KEY]
+        if manifest.created_metadata and not holder_obj and holder:
+            parent = _get(root, holder[:-1])
+            if isinstance(parent, dict):
+                del parent[holder[-1]]
+        return root
+
+    async def _values_for(self, refs: list[Ref], mode: RestoreMode) -> dict[tuple[str, str, str], str]:
+        wanted: dict[tuple[str, str, str], Ref] = {}
+        for ref in refs:
+            wanted.setdefault((ref.bucket, ref.key, ref.header if mode == "inline" else ""), ref)
+        results = await asyncio.gather(*(self._value(ref, mode) for ref in wanted.values()))
+        return dict(zip(wanted, results, strict=True))
+
+    async def _value(self, ref: Ref, mode: RestoreMode) -> str:
+        bucket = self.buckets[ref.bucket]
+        if mode == "urls":
+            return await bucket.access_url(ref.key, bucket.config.presign_ttl)
+        cached = self._values.get(ref.bucket, ref.key, ref.header)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
+        async with self._fetches:
+            data = await bucket.get(ref.key)
+        if data is None:
+            raise AttachmentMissingError(bucket=ref.bucket, key=ref.key, path=ref.path)
+        self.stats.fetches += 1
+        self.stats.fetched_bytes += len(data)
+        if len(data) != ref.size:
+            raise AttachmentIntegrityError(
+                f"{len(data)} bytes, manifest says {ref.size}", bucket=ref.bucket, key=ref.key
+            )
+        if await asyncio.to_thread(_sha256, data) != ref.sha256:
+            raise AttachmentIntegrityError(
+                "bytes do not match the manifest's sha256", bucket=ref.bucket, key=ref.key
+            )
+        value = ref.header + encode_base64(data)
+        self._values.put(ref.bucket, ref.key, ref.header, value)
+        return value
+
+
+def _ref(p: _Planned, url: str, *, span: tuple[int, int] | None) -> Ref:
+    c = p.candidate
+    return Ref(
+        path=pointer(c.path),
+        form=c.form,
+        header=c.header,
+        span=span,
+        bucket=p.bucket,
+        key=p.key,
+        size=p.prepared.size,
+        sha256=p.prepared.sha256,
+        declared_type=c.declared_type,
+        sniffed_type=p.prepared.sniffed_type,
+        url=url,
+    )
+
+
+def check_filename(name: str, place: str) -> None:
+    """Refuse attachment names with path separators, `..`, control characters or over 255 bytes."""
+    if _FILENAME_FORBIDDEN.search(name):
+        raise AttachmentPolicyError(
+            f"filename {name[:64]!r} has a path separator or control character", path=place
+        )
+    if name in (".", "..") or name.startswith(".."):
+        raise AttachmentPolicyError(f"filename {name[:64]!r} is a relative path", path=place)
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
+        raise AttachmentPolicyError(f"filename is over {MAX_FILENAME_BYTES} bytes", path=place)
+
+
+def ref_holds(root: Any, ref: Ref) -> bool:
+    """Whether the place `ref` names still holds the URL it wrote there."""
+    target = resolve(root, parse_pointer(ref.path))
+    if target is None:
+        return False
+    container, slot = target
+    value = container[slot]
+    if not isinstance(value, str):
+        return False
+    if ref.span is None:
+        return value == ref.url
+    begin, end = ref.span
+    return value[begin:end] == ref.url
+
+
+def _get(root: Any, path: tuple[Token, ...]) -> Any:
+    node = root
+    for token in path:
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        else:
+            return None
+    return node
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _base64_chars(size: int) -> int:
+    """Length of the base64 text of `size` bytes."""
+    return (size + 2) // 3 * 4
+
+
+class _ValueCache:
+    """Restored field values (data URL or base64 text), least recently used out, bounded in bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._items: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+
+    def get(self, bucket: str, key: str, header: str) -> str | None:
+        item = self._items.get((bucket, key, header))
+        if item is not None:
+            self._items.move_to_end((bucket, key, header))
+        return item
+
+    def put(self, bucket: str, key: str, header: str, value: str) -> None:
+        if len(value) > self.limit:
+            return
+        ident = (bucket, key, header)
+        if ident in self._items:
+            return
+        self._items[ident] = value
+        self.used += len(value)
+        while self.used > self.limit:
+            _, evicted = self._items.popitem(last=False)
+            self.used -= len(evicted)
+
+    def drop(self, bucket: str, key: str) -> None:
+        for ident in [i for i in self._items if i[0] == bucket and i[1] == key]:
+            self.used -= len(self._items.pop(ident))
+
+
+class _DigestCache:
+    """What a payload string was found to be, so re-saving the same message decodes nothing.
+
+    Keyed by the string itself: Python caches a string's hash, so a re-save of the very same
+    objects costs a dictionary lookup. The bytes are not kept.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._items: OrderedDict[tuple[str, int, int], Prepared] = OrderedDict()
+
+    def get(self, text: str, start: int, end: int) -> Prepared | None:
+        item = self._items.get((text, start, end))
+        if item is not None:
+            self._items.move_to_end((text, start, end))
+        return item
+
+    def put(self, text: str, start: int, end: int, prepared: Prepared) -> None:
+        if len(text) > self.limit:
+            return
+        self._items[(text, start, end)] = Prepared(
+            prepared.sha256, prepared.size, prepared.sniffed_type, None
+        )
+        self.used += len(text)
+        while self.used > self.limit:
+            (evicted, _, _), _ = self._items.popitem(last=False)
+            self.used -= len(evicted)

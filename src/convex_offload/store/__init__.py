@@ -1,0 +1,1 @@
+"""The Python ConvexStore: @mastra/convex's storage domains over the same wire protocol."""

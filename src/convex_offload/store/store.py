@@ -1,0 +1,77 @@
+"""`ConvexStore`: the memory, workflows and scores domains on one Convex deployment."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Literal, Self, overload
+
+from pydantic import SecretStr
+
+from convex_offload.convex.client import ConvexClient
+from convex_offload.store.db import DEFAULT_STORAGE_FUNCTION, StorageDB
+from convex_offload.store.memory import MemoryStore
+from convex_offload.store.scores import ScoreStore
+from convex_offload.store.workflows import WorkflowStore
+
+DomainName = Literal["memory", "workflows", "scores"]
+
+
+class ConvexStore:
+    """Python twin of @mastra/convex's `ConvexStore`, sharing its deployment and its records.
+
+    Create it with a deployment URL and admin key (or an existing `ConvexClient`), then use its
+    domains: `store.memory`, `store.workflows`, `store.scores` (or `await store.get_store("memory")`,
+    as in TypeScript). Close it with `aclose()` or `async with`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        admin_key: str | SecretStr | None = None,
+        *,
+        client: ConvexClient | None = None,
+        storage_function: str = DEFAULT_STORAGE_FUNCTION,
+    ) -> None:
+        if client is None:
+            if url is None or admin_key is None:
+                raise ValueError("ConvexStore needs a url and an admin_key, or a client")
+            client = ConvexClient(url, admin_key)
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self.client = client
+        self.db = StorageDB(client, storage_function)
+        self.memory = MemoryStore(self.db)
+        self.workflows = WorkflowStore(self.db)
+        self.scores = ScoreStore(self.db)
+
+    def __repr__(self) -> str:
+        return f"ConvexStore({self.client!r})"
+
+    @overload
+    async def get_store(self, name: Literal["memory"]) -> MemoryStore: ...
+    @overload
+    async def get_store(self, name: Literal["workflows"]) -> WorkflowStore: ...
+    @overload
+    async def get_store(self, name: Literal["scores"]) -> ScoreStore: ...
+    async def get_store(self, name: DomainName) -> MemoryStore | WorkflowStore | ScoreStore:
+        """A domain by name, as TypeScript's `storage.getStore(name)`."""
+        domains: dict[str, MemoryStore | WorkflowStore | ScoreStore] = {
+            "memory": self.memory,
+            "workflows": self.workflows,
+            "scores": self.scores,
+        }
+        return domains[name]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client if this store created it."""
+        if self._owns_client:
+            await self.client.aclose()
