@@ -1,0 +1,45 @@
+# The two set-up commands of the README: `make demo` (the main job) and `make test` (the whole suite).
+# Everything they need is installed here, idempotently: the Python venv, the npm workspace
+# (convex/ and the local Convex server), and LocalStack in its own venv.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench lint typecheck
+
+setup: $(VENV)/.installed node_modules/.installed localstack/.venv/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json convex/package.json localconvex/package.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+localstack/.venv/.installed: localstack/install.sh localstack/requirements.txt
+	bash localstack/install.sh
+	touch $@
+
+## The main job: an image chat on a local Convex server and a local folder bucket.
+demo: $(VENV)/.installed node_modules/.installed
+	$(BIN)/convex-offload demo
+
+## The whole test suite, with the checks that keep main clean.
+test: setup
+	cd convex && ../node_modules/.bin/tsc --noEmit -p .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+typecheck:
+	cd convex && ../node_modules/.bin/tsc --noEmit -p .
+	$(BIN)/mypy
