@@ -111,10 +111,10 @@ def row_matches_metadata(content: Any, expected: Mapping[str, Any] | None) -> bo
 
 def metadata_matches(metadata: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
     """Every expected key is present and `===` its expected value."""
-    return all(key in metadata and _js_equal(metadata[key], value) for key, value in expected.items())
+    return all(key in metadata and js_equal(metadata[key], value) for key, value in expected.items())
 
 
-def _js_equal(a: Any, b: Any) -> bool:
+def js_equal(a: Any, b: Any) -> bool:
     """JavaScript `===` on JSON values: primitives by value and type, objects never equal."""
     if isinstance(a, dict | list) or isinstance(b, dict | list):
         return False
