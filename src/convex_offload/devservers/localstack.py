@@ -56,6 +56,7 @@ LOCALSTACK_DIR_ENV = "CONVEX_OFFLOAD_LOCALSTACK_DIR"
 _SEED_ENV = "CONVEX_OFFLOAD_LOCALSTACK_SEED"
 _SPOOL_ENV = "CONVEX_OFFLOAD_S3_SPOOL_DIR"
 _PARENT_ENV = "CONVEX_OFFLOAD_PARENT_PID"
+_INSTANCE_DIR_ENV = "CONVEX_OFFLOAD_INSTANCE_DIR"
 _HOST = "127.0.0.1"
 _POLL_INTERVAL = 0.05
 _PORT_ATTEMPTS = 3
@@ -332,9 +333,12 @@ class LocalStack:
         env = self._environment(directory, port)
         log_path = directory / "localstack.log"
         self.log_path = log_path
+        argv = [str(install.python), str(install.runner)]
         with log_path.open("wb") as log:
+            log.write(f"convex-offload: starting LocalStack on {_HOST}:{port}: {' '.join(argv)}\n".encode())
+            log.flush()
             proc = subprocess.Popen(  # noqa: S603 (fixed argv: our venv's python and our runner)
-                [str(install.python), str(install.runner)],
+                argv,
                 cwd=directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -387,6 +391,7 @@ class LocalStack:
                 _SEED_ENV: str(directory / "seed.json"),
                 _SPOOL_ENV: str(directory / "s3-spool"),
                 _PARENT_ENV: str(os.getpid()),
+                _INSTANCE_DIR_ENV: str(directory),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -475,14 +480,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
 
-    server = LocalStack(
-        buckets=args.bucket,
-        region=args.region,
-        localstack_dir=args.localstack_dir,
-        start_timeout=args.start_timeout,
-    )
     try:
+        server = LocalStack(
+            buckets=args.bucket,
+            region=args.region,
+            localstack_dir=args.localstack_dir,
+            start_timeout=args.start_timeout,
+        )
         server.start()
+    except ValueError as exc:
+        print(json.dumps({"event": "error", "error": str(exc)}), flush=True)
+        return 2
     except LocalStackError as exc:
         print(json.dumps({"event": "error", "error": str(exc)}), flush=True)
         return 1
