@@ -26,13 +26,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from convex_offload.devservers import localstack as devserver
 from convex_offload.devservers.localstack import (
     BucketSpec,
     LocalStack,
     LocalStackNotInstalledError,
     LocalStackStartError,
-    _PortTakenError,
-    _readiness,
     find_localstack_dir,
 )
 
@@ -44,7 +43,7 @@ LARGE = 1024 * 1024 + 7
 
 
 @pytest.fixture(scope="module")
-def localstack() -> Iterator[LocalStack]:
+def server() -> Iterator[LocalStack]:
     with LocalStack(
         buckets=[BUCKET, BucketSpec(CORS_BUCKET, cors_allowed_origins=(ORIGIN,), encryption="AES256")]
     ) as ls:
@@ -84,14 +83,14 @@ def _non_loopback_addresses() -> list[str]:
     return addresses
 
 
-def test_buckets_from_the_config_exist_at_start(localstack: LocalStack) -> None:
-    names = {b["Name"] for b in localstack.s3_client().list_buckets()["Buckets"]}
+def test_buckets_from_the_config_exist_at_start(server: LocalStack) -> None:
+    names = {b["Name"] for b in server.s3_client().list_buckets()["Buckets"]}
 
     assert names == {BUCKET, CORS_BUCKET}
 
 
-def test_bucket_settings_from_the_config_are_applied(localstack: LocalStack) -> None:
-    s3 = localstack.s3_client()
+def test_bucket_settings_from_the_config_are_applied(server: LocalStack) -> None:
+    s3 = server.s3_client()
 
     cors = s3.get_bucket_cors(Bucket=CORS_BUCKET)["CORSRules"]
     encryption = s3.get_bucket_encryption(Bucket=CORS_BUCKET)["ServerSideEncryptionConfiguration"]
@@ -101,8 +100,8 @@ def test_bucket_settings_from_the_config_are_applied(localstack: LocalStack) -> 
     assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
-def test_put_get_head_delete_round_trip_bytes_exactly(localstack: LocalStack) -> None:
-    s3 = localstack.s3_client()
+def test_put_get_head_delete_round_trip_bytes_exactly(server: LocalStack) -> None:
+    s3 = server.s3_client()
     body = os.urandom(LARGE)
 
     s3.put_object(Bucket=BUCKET, Key="round/trip.bin", Body=body, ContentType="application/octet-stream")
@@ -118,8 +117,8 @@ def test_put_get_head_delete_round_trip_bytes_exactly(localstack: LocalStack) ->
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
-def test_a_wrong_sha256_checksum_is_refused(localstack: LocalStack) -> None:
-    s3 = localstack.s3_client()
+def test_a_wrong_sha256_checksum_is_refused(server: LocalStack) -> None:
+    s3 = server.s3_client()
     wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
 
     with pytest.raises(ClientError) as refused:
@@ -130,8 +129,8 @@ def test_a_wrong_sha256_checksum_is_refused(localstack: LocalStack) -> None:
         s3.head_object(Bucket=BUCKET, Key="bad-digest")
 
 
-def test_a_presigned_get_returns_the_object(localstack: LocalStack) -> None:
-    s3 = localstack.s3_client()
+def test_a_presigned_get_returns_the_object(server: LocalStack) -> None:
+    s3 = server.s3_client()
     s3.put_object(Bucket=BUCKET, Key="presigned", Body=b"signed bytes")
 
     url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "presigned"}, ExpiresIn=60)
@@ -139,8 +138,8 @@ def test_a_presigned_get_returns_the_object(localstack: LocalStack) -> None:
     assert _http_get(url) == (200, b"signed bytes")
 
 
-def test_an_expired_presigned_get_is_refused(localstack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    s3 = localstack.s3_client()
+def test_an_expired_presigned_get_is_refused(server: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3 = server.s3_client()
     s3.put_object(Bucket=BUCKET, Key="expiring", Body=b"old news")
     ten_minutes_ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
         minutes=10
@@ -158,8 +157,8 @@ def test_an_expired_presigned_get_is_refused(localstack: LocalStack, monkeypatch
     assert _http_get(still_valid) == (200, b"old news")
 
 
-def test_a_tampered_presigned_url_is_refused(localstack: LocalStack) -> None:
-    s3 = localstack.s3_client()
+def test_a_tampered_presigned_url_is_refused(server: LocalStack) -> None:
+    s3 = server.s3_client()
     s3.put_object(Bucket=BUCKET, Key="secret-a", Body=b"a")
     s3.put_object(Bucket=BUCKET, Key="secret-b", Body=b"b")
     url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "secret-a"}, ExpiresIn=60)
@@ -170,8 +169,8 @@ def test_a_tampered_presigned_url_is_refused(localstack: LocalStack) -> None:
     assert b"SignatureDoesNotMatch" in body
 
 
-def test_if_none_match_star_refuses_a_second_put(localstack: LocalStack) -> None:
-    s3 = localstack.s3_client()
+def test_if_none_match_star_refuses_a_second_put(server: LocalStack) -> None:
+    s3 = server.s3_client()
     s3.put_object(Bucket=BUCKET, Key="once", Body=b"first", IfNoneMatch="*")
 
     with pytest.raises(ClientError) as refused:
@@ -181,8 +180,8 @@ def test_if_none_match_star_refuses_a_second_put(localstack: LocalStack) -> None
     assert s3.get_object(Bucket=BUCKET, Key="once")["Body"].read() == b"first"
 
 
-def test_an_r2_style_client_in_region_auto_works(localstack: LocalStack) -> None:
-    r2 = localstack.s3_client(
+def test_an_r2_style_client_in_region_auto_works(server: LocalStack) -> None:
+    r2 = server.s3_client(
         region="auto",
         config=Config(
             request_checksum_calculation="when_required",
@@ -201,38 +200,62 @@ def test_an_r2_style_client_in_region_auto_works(localstack: LocalStack) -> None
     assert _http_get(url) == (200, body)
 
 
-def test_the_gateway_listens_on_loopback_only(localstack: LocalStack) -> None:
+def test_the_gateway_listens_on_loopback_only(server: LocalStack) -> None:
     addresses = _non_loopback_addresses()
     if not addresses:
         pytest.skip("this machine has no non-loopback address to try")
 
     listening = {
-        c.laddr.ip for c in psutil.Process(localstack.pid).net_connections("inet") if c.status == "LISTEN"
+        c.laddr.ip for c in psutil.Process(server.pid).net_connections("inet") if c.status == "LISTEN"
     }
-    reachable = [a for a in addresses if _port_open(a, localstack.port)]
+    reachable = [a for a in addresses if _port_open(a, server.port)]
 
     assert listening == {"127.0.0.1"}
     assert reachable == []
 
 
-def test_a_server_without_our_seed_hook_is_not_taken_for_ours(localstack: LocalStack) -> None:
-    # What start() sees when another LocalStack grabbed the port first: it must retry, not reuse it.
-    with pytest.raises(_PortTakenError):
-        _readiness(localstack.endpoint_url, "convex-offload-seed-someone-else.py")
+def test_a_port_taken_before_localstack_binds_it_is_detected_and_another_is_used(
+    server: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Force the race: the first "free" port is the running server's. The new LocalStack cannot bind it and
+    # does not exit; start() must notice that the answers come from another server, kill it and move on.
+    ports = iter([server.port, _free_port()])
+    monkeypatch.setattr(devserver, "_free_loopback_port", lambda: next(ports))
+    before = _children()
+
+    with LocalStack(buckets=["offload-retry"]) as retried:
+        names = {b["Name"] for b in retried.s3_client().list_buckets()["Buckets"]}
+        retried_port = retried.port
+        left_over = _children() - before - {retried.pid}
+
+    assert retried_port != server.port
+    assert names == {"offload-retry"}
+    assert left_over == set()
+    assert {b["Name"] for b in server.s3_client().list_buckets()["Buckets"]} == {BUCKET, CORS_BUCKET}
 
 
-def test_repr_hides_the_secret_key(localstack: LocalStack) -> None:
-    text = repr(localstack)
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if _running(p.pid)}
 
-    assert localstack.endpoint_url in text
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_repr_hides_the_secret_key(server: LocalStack) -> None:
+    text = repr(server)
+
+    assert server.endpoint_url in text
     assert "secret_key='***'" in text
-    assert f"secret_key={localstack.secret_key!r}" not in text
+    assert f"secret_key={server.secret_key!r}" not in text
 
 
-def test_two_instances_with_the_same_bucket_do_not_share_spool_files(localstack: LocalStack) -> None:
+def test_two_instances_with_the_same_bucket_do_not_share_spool_files(server: LocalStack) -> None:
     # With LocalStack's shared /tmp/localstack-s3-storage, deleting a bucket in one instance removed the
     # spool folder of the same-named bucket in every other, and their large PUTs failed with a 500.
-    s3 = localstack.s3_client()
+    s3 = server.s3_client()
     with LocalStack(buckets=[BUCKET]) as other:
         other_s3 = other.s3_client()
         other_s3.put_object(Bucket=BUCKET, Key="gone", Body=os.urandom(LARGE))
@@ -243,7 +266,7 @@ def test_two_instances_with_the_same_bucket_do_not_share_spool_files(localstack:
         s3.put_object(Bucket=BUCKET, Key="still-works", Body=body)
 
         assert s3.get_object(Bucket=BUCKET, Key="still-works")["Body"].read() == body
-        assert other.port != localstack.port
+        assert other.port != server.port
     assert not Path("/tmp/localstack-s3-storage", BUCKET).exists()
 
 
