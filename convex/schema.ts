@@ -16,15 +16,20 @@ import {
   mastraWorkflowSnapshotsTable,
 } from "@mastra/convex/schema";
 
-// One row per (object, owner). `owner` is `<table>:<recordId>` once the record that references
-// the object is written, or `pending:<token>` while a writer holds a lease between upload and
-// record write. A `deleting` row is the garbage collector's claim on an object it is removing.
+// Who references each offloaded object. One row per (object, owner):
+// - `committed`: `owner` is a stored record (`<table>:<record id>`, or `<table>:<id>/step/<step>` for a
+//   workflow step result) whose manifest references the object; written in the same transaction as
+//   the record itself (offload/records:write), so a row exists exactly while the record references it.
+// - `pending`: a writer's lease (`token`) between reserving the object and writing its record; it
+//   expires at `expiresAt` if the writer never comes back.
+// - `deleting`: the garbage collector's claim on an object nobody references, while it deletes it.
 export const offloadRefsTable = defineTable({
   bucket: v.string(),
   key: v.string(),
   tenant: v.string(),
   owner: v.string(),
   state: v.union(v.literal("pending"), v.literal("committed"), v.literal("deleting")),
+  token: v.optional(v.string()),
   expiresAt: v.optional(v.number()),
   size: v.number(),
   sha256: v.string(),
@@ -32,8 +37,8 @@ export const offloadRefsTable = defineTable({
 })
   .index("by_object", ["bucket", "key"])
   .index("by_owner", ["owner"])
-  .index("by_state", ["state", "expiresAt"])
-  .index("by_tenant", ["tenant"]);
+  .index("by_token", ["token"])
+  .index("by_state", ["state", "expiresAt"]);
 
 // Objects of a `convex` bucket: the logical, content-addressed key of each stored file.
 export const offloadFilesTable = defineTable({

@@ -3,10 +3,14 @@ import type { ApiFromModules, FilterApi, FunctionReference } from "convex/server
 import { anyApi } from "convex/server";
 import type * as mastra_storage from "../mastra/storage";
 import type * as offload_files from "../offload/files";
+import type * as offload_records from "../offload/records";
+import type * as offload_refs from "../offload/refs";
 
 declare const fullApi: ApiFromModules<{
   "mastra/storage": typeof mastra_storage;
   "offload/files": typeof offload_files;
+  "offload/records": typeof offload_records;
+  "offload/refs": typeof offload_refs;
 }>;
 
 export const api: FilterApi<typeof fullApi, FunctionReference<any, "public">> = anyApi as any;

@@ -1,0 +1,222 @@
+// Reference bookkeeping for offloaded objects (see the `offload_refs` table in schema.ts).
+// Internal functions: only the Python library, holding the admin key, calls them.
+import { v } from "convex/values";
+import type { Doc } from "../_generated/dataModel";
+import { internalMutation, internalQuery, type QueryCtx } from "../_generated/server";
+
+export const objectRef = v.object({
+  bucket: v.string(),
+  key: v.string(),
+  tenant: v.string(),
+  size: v.number(),
+  sha256: v.string(),
+});
+export const objectKey = v.object({ bucket: v.string(), key: v.string() });
+
+type ObjectKey = { bucket: string; key: string };
+
+export async function rowsOf(ctx: QueryCtx, object: ObjectKey): Promise<Doc<"offload_refs">[]> {
+  return await ctx.db
+    .query("offload_refs")
+    .withIndex("by_object", (q) => q.eq("bucket", object.bucket).eq("key", object.key))
+    .collect();
+}
+
+/** A row that keeps its object alive at `now`: committed, or a lease not yet expired. */
+export function keepsAlive(row: Doc<"offload_refs">, now: number): boolean {
+  return row.state === "committed" || (row.state === "pending" && (row.expiresAt ?? 0) > now);
+}
+
+/** The garbage collector is deleting this object right now. */
+export function beingDeleted(rows: Doc<"offload_refs">[], now: number): boolean {
+  return rows.some((row) => row.state === "deleting" && (row.expiresAt ?? 0) > now);
+}
+
+/** The objects among `touched` that no row references any more. */
+export async function unreferenced(ctx: QueryCtx, touched: Map<string, ObjectKey>): Promise<ObjectKey[]> {
+  const free: ObjectKey[] = [];
+  for (const object of touched.values()) {
+    if ((await rowsOf(ctx, object)).length === 0) free.push(object);
+  }
+  return free;
+}
+
+export function objectId(object: ObjectKey): string {
+  return `${object.bucket}\u0000${object.key}`;
+}
+
+/**
+ * Lease objects before uploading them: one pending row per object, valid until `expiresAt`.
+ * `present`: objects some record already references (no upload needed). `busy`: objects the
+ * garbage collector is deleting right now; the writer retries them after a moment.
+ */
+export const reserve = internalMutation({
+  args: { token: v.string(), owner: v.string(), expiresAt: v.number(), now: v.number(), objects: v.array(objectRef) },
+  returns: v.object({ present: v.array(objectKey), busy: v.array(objectKey) }),
+  handler: async (ctx, { token, owner, expiresAt, now, objects }) => {
+    const present: ObjectKey[] = [];
+    const busy: ObjectKey[] = [];
+    for (const object of objects) {
+      const rows = await rowsOf(ctx, object);
+      if (beingDeleted(rows, now)) {
+        busy.push({ bucket: object.bucket, key: object.key });
+        continue;
+      }
+      for (const stale of rows.filter((row) => row.state === "deleting")) await ctx.db.delete(stale._id);
+      if (rows.some((row) => row.state === "committed")) present.push({ bucket: object.bucket, key: object.key });
+      if (!rows.some((row) => row.state === "pending" && row.token === token)) {
+        await ctx.db.insert("offload_refs", { ...object, owner, state: "pending", token, expiresAt, createdAt: now });
+      }
+    }
+    return { present, busy };
+  },
+});
+
+/** Drop a writer's leases (its write failed); answers the objects nobody references any more. */
+export const abandon = internalMutation({
+  args: { token: v.string() },
+  returns: v.array(objectKey),
+  handler: async (ctx, { token }) => {
+    const touched = new Map<string, ObjectKey>();
+    const rows = await ctx.db.query("offload_refs").withIndex("by_token", (q) => q.eq("token", token)).collect();
+    for (const row of rows) {
+      touched.set(objectId(row), { bucket: row.bucket, key: row.key });
+      await ctx.db.delete(row._id);
+    }
+    return await unreferenced(ctx, touched);
+  },
+});
+
+/**
+ * The collector's claim on an object before deleting it: granted only when no row keeps the
+ * object alive. While the claim holds, `reserve` answers `busy` and `records:write` refuses to
+ * reference the object, so a writer can never race the deletion.
+ */
+export const claim = internalMutation({
+  args: { bucket: v.string(), key: v.string(), token: v.string(), now: v.number(), expiresAt: v.number() },
+  returns: v.boolean(),
+  handler: async (ctx, { bucket, key, token, now, expiresAt }) => {
+    const rows = await rowsOf(ctx, { bucket, key });
+    if (rows.some((row) => keepsAlive(row, now)) || beingDeleted(rows, now)) return false;
+    for (const row of rows) await ctx.db.delete(row._id);
+    await ctx.db.insert("offload_refs", {
+      bucket,
+      key,
+      tenant: "",
+      owner: `gc:${token}`,
+      state: "deleting",
+      token,
+      expiresAt,
+      size: 0,
+      sha256: "",
+      createdAt: now,
+    });
+    return true;
+  },
+});
+
+/** End a claim once the object is deleted (or the deletion was given up). */
+export const finalize = internalMutation({
+  args: { bucket: v.string(), key: v.string(), token: v.string() },
+  returns: v.null(),
+  handler: async (ctx, { bucket, key, token }) => {
+    for (const row of await rowsOf(ctx, { bucket, key })) {
+      if (row.state === "deleting" && row.token === token) await ctx.db.delete(row._id);
+    }
+    return null;
+  },
+});
+
+/** Delete up to `limit` leases that expired before `now`; answers the objects left unreferenced. */
+export const expirePending = internalMutation({
+  args: { now: v.number(), limit: v.number() },
+  returns: v.object({ expired: v.number(), unreferenced: v.array(objectKey) }),
+  handler: async (ctx, { now, limit }) => {
+    const rows = await ctx.db
+      .query("offload_refs")
+      .withIndex("by_state", (q) => q.eq("state", "pending").lt("expiresAt", now))
+      .take(Math.max(1, Math.min(limit, 500)));
+    const touched = new Map<string, ObjectKey>();
+    for (const row of rows) {
+      touched.set(objectId(row), { bucket: row.bucket, key: row.key });
+      await ctx.db.delete(row._id);
+    }
+    return { expired: rows.length, unreferenced: await unreferenced(ctx, touched) };
+  },
+});
+
+/** Drop the committed rows of owners whose records are gone (found by the collector). */
+export const dropOwners = internalMutation({
+  args: { owners: v.array(v.string()) },
+  returns: v.array(objectKey),
+  handler: async (ctx, { owners }) => {
+    const touched = new Map<string, ObjectKey>();
+    for (const owner of owners) {
+      const rows = await ctx.db.query("offload_refs").withIndex("by_owner", (q) => q.eq("owner", owner)).collect();
+      for (const row of rows) {
+        if (row.state !== "committed") continue;
+        touched.set(objectId(row), { bucket: row.bucket, key: row.key });
+        await ctx.db.delete(row._id);
+      }
+    }
+    return await unreferenced(ctx, touched);
+  },
+});
+
+const refRow = v.object({
+  bucket: v.string(),
+  key: v.string(),
+  tenant: v.string(),
+  owner: v.string(),
+  state: v.string(),
+  expiresAt: v.optional(v.number()),
+  size: v.number(),
+  sha256: v.string(),
+  createdAt: v.number(),
+});
+
+/** One page of every row, in (bucket, key) order: for the collector, `verify` and `stats`. */
+export const list = internalQuery({
+  args: { cursor: v.union(v.string(), v.null()), pageSize: v.number() },
+  returns: v.object({ page: v.array(refRow), isDone: v.boolean(), continueCursor: v.string() }),
+  handler: async (ctx, { cursor, pageSize }) => {
+    const result = await ctx.db
+      .query("offload_refs")
+      .withIndex("by_object")
+      .paginate({ cursor, numItems: Math.max(1, Math.min(pageSize, 1000)) });
+    return {
+      page: result.page.map(({ bucket, key, tenant, owner, state, expiresAt, size, sha256, createdAt }) => ({
+        bucket,
+        key,
+        tenant,
+        owner,
+        state,
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
+        size,
+        sha256,
+        createdAt,
+      })),
+      isDone: result.isDone,
+      continueCursor: result.continueCursor,
+    };
+  },
+});
+
+/** The rows of one object. */
+export const ofObject = internalQuery({
+  args: objectKey,
+  returns: v.array(refRow),
+  handler: async (ctx, object) =>
+    (await rowsOf(ctx, object)).map(({ bucket, key, tenant, owner, state, expiresAt, size, sha256, createdAt }) => ({
+      bucket,
+      key,
+      tenant,
+      owner,
+      state,
+      ...(expiresAt !== undefined ? { expiresAt } : {}),
+      size,
+      sha256,
+      createdAt,
+    })),
+});
+
