@@ -21,7 +21,7 @@ node_modules/.installed: package.json package-lock.json convex/package.json loca
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-localstack/.venv/.installed: localstack/install.sh localstack/requirements.txt
+localstack/.venv/.installed: localstack/install.sh localstack/requirements.txt localstack/constraints.txt
 	bash localstack/install.sh
 	touch $@
 

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from convex_offload.offload.payload import (
     normalize_type,
     types_agree,
 )
+from convex_offload.offload.registry import ObjectRef, Reserver
 from convex_offload.offload.scan import Candidate, Token, parse_pointer, pointer, scan
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,33 @@ class _Planned:
     bucket: str = ""
     key: str = ""
     disposition: str | None = None
+    place: str = ""
+    tenant_scope: str = ""
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        """(bucket, key)"""
+        return (self.bucket, self.key)
+
+    def object_ref(self) -> ObjectRef:
+        """The object as the reference registry records it."""
+        return ObjectRef(self.bucket, self.key, self.tenant_scope, self.prepared.size, self.prepared.sha256)
+
+
+@dataclass(slots=True)
+class PlannedTree:
+    """One tree's payloads, decoded, checked and routed, waiting for their uploads."""
+
+    root: Any
+    holder: tuple[Token, ...]
+    tenant: str | None
+    where: str
+    items: list[_Planned]
+    kept: list[Ref] | None
+
+    def offloaded(self) -> list[_Planned]:
+        """The payloads of this tree that go to a bucket."""
+        return [p for p in self.items if p.offload]
 
 
 class Offloader:
@@ -147,6 +176,10 @@ class Offloader:
 
     # --- writing ------------------------------------------------------------------------------
 
+    def batch(self, registry: Reserver | None = None) -> OffloadBatch:
+        """A batch of trees offloaded together: one lease, concurrent uploads, one token."""
+        return OffloadBatch(self, registry)
+
     async def offload(
         self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, where: str
     ) -> Rewritten:
@@ -157,25 +190,33 @@ class Offloader:
         `AttachmentPolicyError` or `UploadError` (naming the payload's path) before anything is
         rewritten.
         """
-        manifest_path = (*holder, MANIFEST_KEY)
+        batch = self.batch()
+        plan = batch.plan(root, holder=holder, tenant=tenant, where=where)
+        await batch.upload()
+        return await self.rewrite(plan)
+
+    def plan_tree(
+        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, where: str
+    ) -> PlannedTree:
+        """Find, decode, check and route the payloads of one tree (no I/O)."""
         candidates = scan(
             root,
             min_chars=_base64_chars(max(1, self.config.inline_threshold)),
             bare_min_chars=_base64_chars(self.config.bare_base64_min_bytes),
             max_depth=self.config.max_depth,
-            skip=manifest_path,
+            skip=(*holder, MANIFEST_KEY),
         )
         kept = self._carried_refs(root, holder, tenant)
-        if not candidates:
-            if kept is None:
-                return Rewritten(root=root)
-            return Rewritten(root=root, refs=kept)
         self.stats.payloads_found += len(candidates)
-        planned = self._plan(candidates, where)
-        if not any(p.offload for p in planned):
-            return Rewritten(root=root, refs=kept or [])
-        await self._upload_all(planned, tenant, where)
-        return await self._rewrite(root, holder, planned, kept or [])
+        items = self._plan(candidates, where) if candidates else []
+        for p in items:
+            if p.offload:
+                p.place = f"{where} {pointer(p.candidate.path)}"
+                p.bucket = self.config.route(p.prepared.sniffed_type, p.prepared.size, tenant or "")
+                self._check_bucket_policy(p, p.place)
+                p.key = self.key_for(p.bucket, tenant, p.prepared.sha256)
+                p.tenant_scope = self.tenant_scope(tenant)
+        return PlannedTree(root=root, holder=holder, tenant=tenant, where=where, items=items, kept=kept)
 
     def _plan(self, candidates: Sequence[Candidate], where: str) -> list[_Planned]:
         planned: list[_Planned] = []
@@ -229,36 +270,6 @@ class Offloader:
         if candidate.filename is not None:
             check_filename(candidate.filename, place)
 
-    async def _upload_all(self, planned: list[_Planned], tenant: str | None, where: str) -> None:
-        tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        first_path: dict[tuple[str, str], str] = {}
-        for p in planned:
-            if not p.offload:
-                continue
-            place = f"{where} {pointer(p.candidate.path)}"
-            p.bucket = self.config.route(p.prepared.sniffed_type, p.prepared.size, tenant or "")
-            bucket = self.buckets[p.bucket]
-            self._check_bucket_policy(p, place)
-            p.key = self.key_for(p.bucket, tenant, p.prepared.sha256)
-            ident = (p.bucket, p.key)
-            if ident in tasks:
-                continue
-            first_path[ident] = place
-            tasks[ident] = asyncio.ensure_future(self._ensure_uploaded(bucket, p))
-            # Let the upload start before decoding the next payload, so they overlap.
-            await asyncio.sleep(0)
-        if not tasks:
-            return
-        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
-        for ident, result in zip(tasks, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, UploadError | AttachmentIntegrityError):
-                    raise result
-                raise UploadError(
-                    str(result), path=first_path[ident], bucket=ident[0], key=ident[1]
-                ) from result
-        self.stats.offloaded += sum(1 for p in planned if p.offload)
-
     def _check_bucket_policy(self, p: _Planned, place: str) -> None:
         config = self.buckets[p.bucket].config
         mime = p.prepared.sniffed_type
@@ -276,35 +287,32 @@ class Offloader:
                 )
             p.disposition = "attachment"
 
-    async def _ensure_uploaded(self, bucket: BlobStore, p: _Planned) -> None:
-        ident = (bucket.name, p.key)
-        if ident in self._known:
-            self._known.move_to_end(ident)
-            self.stats.dedup_skips += 1
-            return
-        running = self._inflight.get(ident)
-        if running is not None:
-            await asyncio.shield(running)
-            return
-        task = asyncio.ensure_future(self._upload(bucket, p))
-        self._inflight[ident] = task
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._inflight.pop(ident, None)
+    async def ensure_uploaded(self, p: _Planned, *, check_bucket: bool) -> None:
+        """Upload one object; concurrent callers for the same object share one upload.
 
-    async def _upload(self, bucket: BlobStore, p: _Planned) -> None:
+        With `check_bucket`, a HEAD first skips objects already stored (no registry to ask).
+        """
+        ident = (p.bucket, p.key)
+        running = self._inflight.get(ident)
+        if running is None:
+            running = asyncio.ensure_future(
+                self._upload(self.buckets[p.bucket], p, check_bucket=check_bucket)
+            )
+            self._inflight[ident] = running
+            running.add_done_callback(lambda _task: self._inflight.pop(ident, None))
+        await asyncio.shield(running)
+
+    async def _upload(self, bucket: BlobStore, p: _Planned, *, check_bucket: bool) -> None:
         async with self._uploads:
-            existing = await bucket.head(p.key)
+            existing = await bucket.head(p.key) if check_bucket else None
             if existing is not None and existing.size == p.prepared.size:
                 self.stats.dedup_skips += 1
             else:
                 data = p.prepared.data
                 if data is None:
-                    # Known from the digest cache, but not known to be in this bucket: decode again.
+                    # Known from the digest cache but not stored yet: decode the text again.
                     c = p.candidate
-                    data = decode_base64(c.text, start=c.start, end=c.end, where=pointer(c.path)).data
+                    data = decode_base64(c.text, start=c.start, end=c.end, where=p.place).data
                 await bucket.put(
                     p.key,
                     data,
@@ -314,9 +322,17 @@ class Offloader:
                 )
                 self.stats.uploads += 1
                 self.stats.uploaded_bytes += p.prepared.size
-        self._remember((bucket.name, p.key))
+        self.remember((bucket.name, p.key))
 
-    def _remember(self, ident: tuple[str, str]) -> None:
+    def is_known(self, ident: tuple[str, str]) -> bool:
+        """Whether this process saw the object stored and referenced (its lease may be skipped)."""
+        if ident in self._known:
+            self._known.move_to_end(ident)
+            return True
+        return False
+
+    def remember(self, ident: tuple[str, str]) -> None:
+        """Note that an object is stored and referenced."""
         self._known[ident] = None
         self._known.move_to_end(ident)
         while len(self._known) > 100_000:
@@ -327,9 +343,11 @@ class Offloader:
         self._known.pop((bucket, key), None)
         self._values.drop(bucket, key)
 
-    async def _rewrite(
-        self, root: Any, holder: tuple[Token, ...], planned: list[_Planned], kept: list[Ref]
-    ) -> Rewritten:
+    async def rewrite(self, plan: PlannedTree) -> Rewritten:
+        """The rewritten copy of a planned tree (every upload it references has succeeded)."""
+        root, holder, planned, kept = plan.root, plan.holder, plan.items, plan.kept or []
+        if not any(p.offload for p in planned):
+            return Rewritten(root=root, refs=kept)
         tree = CopyOnWrite(root)
         new_refs: list[Ref] = []
         urls: dict[tuple[str, str], str] = {}
@@ -368,6 +386,7 @@ class Offloader:
             refs=[*kept, *new_refs],
         )
         tree.set((*holder, MANIFEST_KEY), manifest.to_json())
+        self.stats.offloaded += len(new_refs)
         return Rewritten(root=tree.root, refs=manifest.refs, new_refs=new_refs)
 
     def _carried_refs(self, root: Any, holder: tuple[Token, ...], tenant: str | None) -> list[Ref] | None:
@@ -588,3 +607,96 @@ class _DigestCache:
         while self.used > self.limit:
             (evicted, _, _), _ = self._items.popitem(last=False)
             self.used -= len(evicted)
+
+
+class OffloadBatch:
+    """Trees offloaded together: planned one by one, then one lease and concurrent uploads.
+
+    `plan()` each tree (decoding happens there), `upload()` once, then `Offloader.rewrite()` each
+    plan. With a registry, every object not known to be referenced is leased under `token`
+    before it is uploaded, so the garbage collector cannot take it before its record is written.
+    """
+
+    LEASE_SECONDS: Final = 15 * 60
+    BUSY_RETRIES: Final = 8
+
+    def __init__(self, offloader: Offloader, registry: Reserver | None) -> None:
+        self.offloader = offloader
+        self.registry = registry
+        self.token = uuid.uuid4().hex
+        self.plans: list[PlannedTree] = []
+        self.leased = False
+
+    def __repr__(self) -> str:
+        return f"OffloadBatch(token={self.token[:8]}…, trees={len(self.plans)})"
+
+    def plan(self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, where: str) -> PlannedTree:
+        """Plan one tree into this batch."""
+        plan = self.offloader.plan_tree(root, holder=holder, tenant=tenant, where=where)
+        self.plans.append(plan)
+        return plan
+
+    def objects(self) -> dict[tuple[str, str], _Planned]:
+        """Every object of the batch, once each."""
+        found: dict[tuple[str, str], _Planned] = {}
+        for plan in self.plans:
+            for p in plan.offloaded():
+                found.setdefault(p.ident, p)
+        return found
+
+    async def upload(self, *, only: Sequence[tuple[str, str]] | None = None) -> None:
+        """Lease and upload the batch's objects (or `only` these); `UploadError` names the first failure.
+
+        Without `only`, objects this process knows are stored and referenced are skipped: the
+        record write verifies them atomically and asks for them back if they are gone.
+        """
+        objects = self.objects()
+        if only is not None:
+            wanted = set(only)
+            todo = [p for ident, p in objects.items() if ident in wanted]
+        else:
+            todo = [p for ident, p in objects.items() if not self.offloader.is_known(ident)]
+        if not todo:
+            return
+        present: frozenset[tuple[str, str]] = frozenset()
+        if self.registry is not None:
+            present = await self._lease(todo)
+        uploads = {}
+        for p in todo:
+            if p.ident in present and only is None:
+                self.offloader.stats.dedup_skips += 1
+                continue
+            uploads[p.ident] = asyncio.ensure_future(
+                self.offloader.ensure_uploaded(p, check_bucket=self.registry is None)
+            )
+            await asyncio.sleep(0)  # let this upload start before the next one is queued
+        if not uploads:
+            return
+        results = await asyncio.gather(*uploads.values(), return_exceptions=True)
+        for (ident, _task), result in zip(uploads.items(), results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, UploadError | AttachmentIntegrityError):
+                    raise result
+                p = objects[ident]
+                raise UploadError(str(result), path=p.place, bucket=p.bucket, key=p.key) from result
+
+    async def _lease(self, todo: Sequence[_Planned]) -> frozenset[tuple[str, str]]:
+        assert self.registry is not None
+        refs = [p.object_ref() for p in todo]
+        owner = f"lease:{todo[0].place}"
+        delay = 0.05
+        present: frozenset[tuple[str, str]] = frozenset()
+        for _attempt in range(self.BUSY_RETRIES):
+            reservation = await self.registry.reserve(self.token, owner, refs, self.LEASE_SECONDS)
+            self.leased = True
+            present |= reservation.present
+            if not reservation.busy:
+                return present
+            # The collector is deleting some of these right now; it finishes in moments.
+            refs = [r for r in refs if r.ident in reservation.busy]
+            await asyncio.sleep(delay)
+            delay *= 2
+        p = todo[0]
+        raise UploadError(
+            "the garbage collector kept this object claimed", path=p.place, bucket=p.bucket, key=p.key
+        )

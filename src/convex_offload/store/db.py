@@ -81,18 +81,16 @@ class StorageDB:
 
     async def insert(self, table: str, record: dict[str, Any]) -> None:
         """Upsert one record by its `id`."""
-        await self.call({"op": "insert", "tableName": table, "record": normalize_record(table, record)})
+        await self.call(insert_request(table, record))
 
     async def batch_insert(self, table: str, records: Sequence[dict[str, Any]]) -> None:
         """Upsert records by `id` in one transaction."""
-        if not records:
-            return
-        rows = [normalize_record(table, record) for record in records]
-        await self.call({"op": "batchInsert", "tableName": table, "records": rows})
+        if records:
+            await self.call(batch_insert_request(table, records))
 
     async def patch(self, table: str, record_id: str, fields: dict[str, Any]) -> bool:
         """Patch fields of the record `record_id`; False when it does not exist."""
-        return bool(await self.call({"op": "patch", "tableName": table, "id": record_id, "record": fields}))
+        return bool(await self.call(patch_request(table, record_id, fields)))
 
     async def load(self, table: str, keys: dict[str, Any]) -> dict[str, Any] | None:
         """The first record matching `keys` (by `id` through the index), or None."""
@@ -122,11 +120,31 @@ class StorageDB:
     async def delete_many(self, table: str, ids: Sequence[str]) -> None:
         """Delete records by id; ids that do not exist are ignored."""
         if ids:
-            await self.call({"op": "deleteMany", "tableName": table, "ids": list(ids)})
+            await self.call(delete_many_request(table, ids))
 
     async def clear_table(self, table: str) -> None:
         """Delete every row of a table, 25 per call."""
         await self.call_until_done({"op": "clearTable", "tableName": table})
+
+
+def insert_request(table: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The `insert` (upsert by id) request of one record."""
+    return {"op": "insert", "tableName": table, "record": normalize_record(table, record)}
+
+
+def batch_insert_request(table: str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The `batchInsert` request of records."""
+    return {"op": "batchInsert", "tableName": table, "records": [normalize_record(table, r) for r in records]}
+
+
+def patch_request(table: str, record_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The `patch` request of some fields of one record."""
+    return {"op": "patch", "tableName": table, "id": record_id, "record": fields}
+
+
+def delete_many_request(table: str, ids: Sequence[str]) -> dict[str, Any]:
+    """The `deleteMany` request of records by id."""
+    return {"op": "deleteMany", "tableName": table, "ids": list(ids)}
 
 
 def normalize_record(table: str, record: dict[str, Any]) -> dict[str, Any]:

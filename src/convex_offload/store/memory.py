@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from convex_offload.convex.values import check_value, dumps
 from convex_offload.errors import InvalidInputError, NotFoundError
-from convex_offload.store.db import TABLE_MESSAGES, TABLE_RESOURCES, TABLE_THREADS, Filter, StorageDB
+from convex_offload.store.db import (
+    TABLE_MESSAGES,
+    TABLE_RESOURCES,
+    TABLE_THREADS,
+    Filter,
+    StorageDB,
+    batch_insert_request,
+    delete_many_request,
+    patch_request,
+)
 from convex_offload.store.models import (
     DateRange,
     Message,
@@ -73,27 +82,20 @@ class MemoryStore:
         self, thread_id: str, title: str, metadata: Mapping[str, Any] | None = None
     ) -> Thread:
         """Set the title and shallow-merge `metadata` into the thread's; NotFoundError if absent."""
-        if metadata is not None:
-            check_value(dict(metadata), where=f"thread {thread_id!r} metadata")
-        request: dict[str, Any] = {
-            "op": "updateThread",
-            "tableName": TABLE_THREADS,
-            "id": thread_id,
-            "title": title,
-            "updatedAt": iso(now()),
-        }
-        if metadata is not None:
-            request["metadata"] = dict(metadata)
-        updated = await self.db.call(request)
-        if not updated:
-            raise NotFoundError(f"Thread {thread_id} not found")
-        return Thread.from_row(updated)
+        return thread_updated(
+            thread_id, await self.db.call(update_thread_request(thread_id, title, metadata))
+        )
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread and all its messages."""
-        messages = await self.db.query_table(TABLE_MESSAGES, [Filter("thread_id", thread_id)])
-        await self.db.delete_many(TABLE_MESSAGES, [row["id"] for row in messages])
-        await self.db.delete_many(TABLE_THREADS, [thread_id])
+        for request in delete_thread_requests(thread_id, await self.thread_message_ids(thread_id)):
+            await self.db.call(request)
+
+    async def thread_message_ids(self, thread_id: str) -> list[str]:
+        """Ids of every message of a thread."""
+        return [
+            row["id"] for row in await self.db.query_table(TABLE_MESSAGES, [Filter("thread_id", thread_id)])
+        ]
 
     async def list_threads(
         self,
@@ -243,13 +245,11 @@ class MemoryStore:
     async def save_message_rows(
         self, messages: Sequence[Message], rows: list[dict[str, Any]]
     ) -> list[Message]:
-        """Write already-encoded rows for `messages` (the offloader's rewritten content)."""
+        """Write already-encoded rows for `messages`, then touch their threads."""
         if not messages:
             return []
-        await self.db.batch_insert(TABLE_MESSAGES, rows)
-        stamp = iso(now())
-        for tid in dict.fromkeys(m.thread_id for m in messages if m.thread_id):
-            await self.db.patch(TABLE_THREADS, tid, {"updatedAt": stamp})
+        for request in save_requests(rows, [m.thread_id for m in messages if m.thread_id]):
+            await self.db.call(request)
         return message_list(messages)
 
     async def update_messages(self, updates: Sequence[MessageUpdate]) -> list[Message]:
@@ -274,9 +274,8 @@ class MemoryStore:
             await self.db.insert(TABLE_MESSAGES, merged)
             existing[update.id] = merged
             updated.append(Message.from_row(merged))
-        stamp = iso(now())
-        for tid in touched:
-            await self.db.patch(TABLE_THREADS, tid, {"updatedAt": stamp})
+        for request in touch_requests(touched):
+            await self.db.call(request)
         return updated
 
     async def delete_messages(self, message_ids: Sequence[str]) -> None:
@@ -306,20 +305,7 @@ class MemoryStore:
         metadata: Mapping[str, Any] | None = None,
     ) -> Resource:
         """Set working memory and shallow-merge metadata; creates the resource if absent."""
-        if metadata is not None:
-            check_value(dict(metadata), where=f"resource {resource_id!r} metadata")
-        stamp = iso(now())
-        request: dict[str, Any] = {
-            "op": "updateResource",
-            "tableName": TABLE_RESOURCES,
-            "resourceId": resource_id,
-        }
-        if working_memory is not None:
-            request["workingMemory"] = working_memory
-        if metadata is not None:
-            request["metadata"] = dict(metadata)
-        request["createdAt"] = stamp
-        request["updatedAt"] = stamp
+        request = update_resource_request(resource_id, working_memory=working_memory, metadata=metadata)
         return Resource.from_row(await self.db.call(request))
 
     async def dangerously_clear_all(self) -> None:
@@ -376,6 +362,67 @@ class MemoryStore:
         return found
 
 
+def save_requests(rows: Sequence[dict[str, Any]], thread_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Requests that save message rows and touch their threads, as `saveMessages` sends them."""
+    return [batch_insert_request(TABLE_MESSAGES, rows), *touch_requests(thread_ids)]
+
+
+def touch_requests(thread_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Requests that set each thread's updatedAt to now."""
+    stamp = iso(now())
+    return [patch_request(TABLE_THREADS, tid, {"updatedAt": stamp}) for tid in dict.fromkeys(thread_ids)]
+
+
+def delete_thread_requests(thread_id: str, message_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Requests that delete a thread's messages, then the thread."""
+    requests = [delete_many_request(TABLE_MESSAGES, message_ids)] if message_ids else []
+    return [*requests, delete_many_request(TABLE_THREADS, [thread_id])]
+
+
+def update_thread_request(thread_id: str, title: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The `updateThread` request (metadata is shallow-merged on the server)."""
+    if metadata is not None:
+        check_value(dict(metadata), where=f"thread {thread_id!r} metadata")
+    request: dict[str, Any] = {
+        "op": "updateThread",
+        "tableName": TABLE_THREADS,
+        "id": thread_id,
+        "title": title,
+        "updatedAt": iso(now()),
+    }
+    if metadata is not None:
+        request["metadata"] = dict(metadata)
+    return request
+
+
+def thread_updated(thread_id: str, answer: Any) -> Thread:
+    """The thread `updateThread` answered; NotFoundError when it answered nothing."""
+    if not answer:
+        raise NotFoundError(f"Thread {thread_id} not found")
+    return Thread.from_row(answer)
+
+
+def update_resource_request(
+    resource_id: str, *, working_memory: str | None, metadata: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The `updateResource` request (an upsert; metadata shallow-merged on the server)."""
+    if metadata is not None:
+        check_value(dict(metadata), where=f"resource {resource_id!r} metadata")
+    stamp = iso(now())
+    request: dict[str, Any] = {
+        "op": "updateResource",
+        "tableName": TABLE_RESOURCES,
+        "resourceId": resource_id,
+    }
+    if working_memory is not None:
+        request["workingMemory"] = working_memory
+    if metadata is not None:
+        request["metadata"] = dict(metadata)
+    request["createdAt"] = stamp
+    request["updatedAt"] = stamp
+    return request
+
+
 RowMerge = Callable[[dict[str, Any], MessageUpdate], Awaitable[dict[str, Any]]]
 """Builds the stored row of a message after an update, from its current row."""
 
@@ -384,8 +431,13 @@ async def _merge_plain(current: dict[str, Any], update: MessageUpdate) -> dict[s
     return merge_message_row(current, update)
 
 
-def merge_message_row(current: dict[str, Any], update: MessageUpdate) -> dict[str, Any]:
-    """The stored row after `update`, merged as the TS `updateMessages` merges it."""
+def merge_message_row(
+    current: dict[str, Any], update: MessageUpdate, *, content: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The stored row after `update`, merged as the TS `updateMessages` merges it.
+
+    `content`, when given, is the merged content to store (the offloader merges it itself).
+    """
     merged = {k: v for k, v in current.items() if not k.startswith("_")}
     if update.thread_id:
         merged["thread_id"] = update.thread_id
@@ -395,7 +447,9 @@ def merge_message_row(current: dict[str, Any], update: MessageUpdate) -> dict[st
         merged["role"] = update.role
     if update.type:
         merged["type"] = update.type
-    if update.content:
+    if content is not None:
+        merged["content"] = dumps(content)
+    elif update.content:
         merged["content"] = dumps(merge_content(safely_parse_json(merged.get("content")), update.content))
     return merged
 
