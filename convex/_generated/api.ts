@@ -3,14 +3,18 @@ import type { ApiFromModules, FilterApi, FunctionReference } from "convex/server
 import { anyApi } from "convex/server";
 import type * as mastra_storage from "../mastra/storage";
 import type * as offload_files from "../offload/files";
+import type * as offload_manifests from "../offload/manifests";
 import type * as offload_records from "../offload/records";
 import type * as offload_refs from "../offload/refs";
+import type * as offload_scan from "../offload/scan";
 
 declare const fullApi: ApiFromModules<{
   "mastra/storage": typeof mastra_storage;
   "offload/files": typeof offload_files;
+  "offload/manifests": typeof offload_manifests;
   "offload/records": typeof offload_records;
   "offload/refs": typeof offload_refs;
+  "offload/scan": typeof offload_scan;
 }>;
 
 export const api: FilterApi<typeof fullApi, FunctionReference<any, "public">> = anyApi as any;

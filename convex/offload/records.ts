@@ -8,6 +8,7 @@
 import { ConvexError, v } from "convex/values";
 import { mastraStorage } from "@mastra/convex/server";
 import { internalMutation } from "../_generated/server";
+import { SCANNED_TABLES, type ScannedTable } from "./manifests";
 import { beingDeleted, keepsAlive, objectId, objectKey, objectRef, rowsOf, unreferenced } from "./refs";
 
 type StorageHandler = (ctx: unknown, request: unknown) => Promise<{ ok?: boolean; result?: unknown; error?: string }>;
@@ -24,15 +25,31 @@ export const write = internalMutation({
     owners: v.array(v.object({ owner: v.string(), objects: v.array(objectRef) })),
     release: v.optional(v.array(v.string())),
     token: v.optional(v.string()),
+    expect: v.optional(
+      v.array(v.object({ table: v.string(), id: v.string(), field: v.string(), value: v.any() })),
+    ),
     now: v.number(),
   },
   returns: v.object({
     ok: v.boolean(),
+    conflicts: v.array(v.string()),
     missing: v.array(objectKey),
     results: v.array(v.any()),
     released: v.array(objectKey),
   }),
-  handler: async (ctx, { requests, owners, release, token, now }) => {
+  handler: async (ctx, { requests, owners, release, token, expect, now }) => {
+    // Preconditions (the migration's compare-and-swap): a stored field must still hold a value.
+    const conflicts: string[] = [];
+    for (const { table, id, field, value } of expect ?? []) {
+      if (!(SCANNED_TABLES as readonly string[]).includes(table)) throw new Error(`cannot expect on table ${table}`);
+      const doc = await ctx.db
+        .query(table as ScannedTable)
+        .withIndex("by_record_id", (q) => q.eq("id", id))
+        .unique();
+      if (doc === null || (doc as unknown as Record<string, unknown>)[field] !== value) conflicts.push(`${table}:${id}`);
+    }
+    if (conflicts.length > 0) return { ok: false, conflicts, missing: [], results: [], released: [] };
+
     const missing = [];
     const checked = new Set<string>();
     for (const { objects } of owners) {
@@ -46,7 +63,7 @@ export const write = internalMutation({
         if (!alive || beingDeleted(rows, now)) missing.push({ bucket: object.bucket, key: object.key });
       }
     }
-    if (missing.length > 0) return { ok: false, missing, results: [], released: [] };
+    if (missing.length > 0) return { ok: false, conflicts: [], missing, results: [], released: [] };
 
     const results: unknown[] = [];
     for (const [index, request] of requests.entries()) {
@@ -58,6 +75,18 @@ export const write = internalMutation({
     }
 
     const touched = new Map<string, { bucket: string; key: string }>();
+    // Release first: a record rewritten whole (a workflow snapshot) drops its old step owners too.
+    for (const prefix of release ?? []) {
+      const rows = await ctx.db
+        .query("offload_refs")
+        .withIndex("by_owner", (q) => q.gte("owner", prefix).lt("owner", prefix + "0"))
+        .collect();
+      for (const row of rows) {
+        if (row.owner !== prefix && !row.owner.startsWith(prefix + "/")) continue;
+        touched.set(objectId(row), { bucket: row.bucket, key: row.key });
+        await ctx.db.delete(row._id);
+      }
+    }
     for (const { owner, objects } of owners) {
       const wanted = new Map(objects.map((object) => [objectId(object), object]));
       const current = await ctx.db.query("offload_refs").withIndex("by_owner", (q) => q.eq("owner", owner)).collect();
@@ -73,17 +102,6 @@ export const write = internalMutation({
         await ctx.db.insert("offload_refs", { ...object, owner, state: "committed", createdAt: now });
       }
     }
-    for (const prefix of release ?? []) {
-      const rows = await ctx.db
-        .query("offload_refs")
-        .withIndex("by_owner", (q) => q.gte("owner", prefix).lt("owner", prefix + "0"))
-        .collect();
-      for (const row of rows) {
-        if (row.owner !== prefix && !row.owner.startsWith(prefix + "/")) continue;
-        touched.set(objectId(row), { bucket: row.bucket, key: row.key });
-        await ctx.db.delete(row._id);
-      }
-    }
     if (token !== undefined) {
       const leases = await ctx.db.query("offload_refs").withIndex("by_token", (q) => q.eq("token", token)).collect();
       for (const row of leases) {
@@ -92,6 +110,6 @@ export const write = internalMutation({
         await ctx.db.delete(row._id);
       }
     }
-    return { ok: true, missing: [], results, released: await unreferenced(ctx, touched) };
+    return { ok: true, conflicts: [], missing: [], results, released: await unreferenced(ctx, touched) };
   },
 });

@@ -3,6 +3,7 @@
 import { v } from "convex/values";
 import type { Doc } from "../_generated/dataModel";
 import { internalMutation, internalQuery, type QueryCtx } from "../_generated/server";
+import { ownerRecord, recordRefs } from "./manifests";
 
 export const objectRef = v.object({
   bucket: v.string(),
@@ -220,3 +221,46 @@ export const ofObject = internalQuery({
     })),
 });
 
+
+/**
+ * Make the committed rows of each owner exactly what its record's manifest says, reading the
+ * record in the same transaction (so a concurrent write cannot be overwritten with stale refs).
+ * An owner whose record is gone loses all its rows. Answers the objects left unreferenced.
+ */
+export const reconcile = internalMutation({
+  args: { owners: v.array(v.string()), now: v.number() },
+  returns: v.object({ changed: v.number(), unreferenced: v.array(objectKey) }),
+  handler: async (ctx, { owners, now }) => {
+    const touched = new Map<string, ObjectKey>();
+    let changed = 0;
+    for (const owner of owners) {
+      const record = ownerRecord(owner);
+      if (record === null) continue;
+      const doc = await ctx.db
+        .query(record.table)
+        .withIndex("by_record_id", (q) => q.eq("id", record.id))
+        .unique();
+      const refs = doc
+        ? (recordRefs(record.table, doc as unknown as Record<string, unknown>).owners.find((o) => o.owner === owner)?.refs ?? [])
+        : [];
+      const wanted = new Map(refs.map((ref) => [objectId(ref), ref]));
+      const rows = await ctx.db.query("offload_refs").withIndex("by_owner", (q) => q.eq("owner", owner)).collect();
+      for (const row of rows) {
+        if (row.state !== "committed") continue;
+        if (wanted.has(objectId(row))) wanted.delete(objectId(row));
+        else {
+          touched.set(objectId(row), { bucket: row.bucket, key: row.key });
+          await ctx.db.delete(row._id);
+          changed += 1;
+        }
+      }
+      for (const ref of wanted.values()) {
+        const parts = ref.key.split("/");
+        const tenant = parts.length >= 2 ? parts[parts.length - 2] : "";
+        await ctx.db.insert("offload_refs", { ...ref, tenant, owner, state: "committed", createdAt: now });
+        changed += 1;
+      }
+    }
+    return { changed, unreferenced: await unreferenced(ctx, touched) };
+  },
+});

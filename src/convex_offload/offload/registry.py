@@ -63,6 +63,8 @@ class WriteAnswer:
     ok: bool
     missing: list[ObjectKey]
     results: list[Any]
+    conflicts: list[str]
+    """Records whose `expect` precondition failed (nothing was written)."""
     released: list[ObjectKey]
     """Objects that no record references any more after this write: delete them."""
 
@@ -129,8 +131,13 @@ class ConvexRefRegistry:
         *,
         release: Sequence[str] = (),
         token: str | None = None,
+        expect: Sequence[Mapping[str, Any]] = (),
     ) -> WriteAnswer:
-        """Run storage requests and set each owner's references, in one transaction."""
+        """Run storage requests and set each owner's references, in one transaction.
+
+        `expect` lists `{table, id, field, value}` preconditions (a compare-and-swap): if a stored
+        field no longer holds its value, nothing is written and the record is named in `conflicts`.
+        """
         args: dict[str, Any] = {
             "requests": list(requests),
             "owners": [{"owner": o, "objects": [r.to_json() for r in refs]} for o, refs in owners.items()],
@@ -139,6 +146,8 @@ class ConvexRefRegistry:
         }
         if token is not None:
             args["token"] = token
+        if expect:
+            args["expect"] = [dict(e) for e in expect]
         try:
             answer = await self.client.mutation(f"{RECORDS}:write", args)
         except ConvexFunctionError as exc:
@@ -155,6 +164,7 @@ class ConvexRefRegistry:
             missing=sorted(_keys(answer["missing"])),
             results=list(answer["results"]),
             released=sorted(_keys(answer["released"])),
+            conflicts=list(answer["conflicts"]),
         )
 
     async def claim(self, bucket: str, key: str, token: str, ttl_seconds: float) -> bool:
@@ -181,6 +191,11 @@ class ConvexRefRegistry:
     async def drop_owners(self, owners: Sequence[str]) -> list[ObjectKey]:
         """Drop the references of owners whose records are gone."""
         return sorted(_keys(await self.client.mutation(f"{REFS}:dropOwners", {"owners": list(owners)})))
+
+    async def reconcile(self, owners: Sequence[str]) -> tuple[int, list[ObjectKey]]:
+        """Set each owner's rows from its record's manifest (read in the same transaction)."""
+        answer = await self.client.mutation(f"{REFS}:reconcile", {"owners": list(owners), "now": _now_ms()})
+        return int(answer["changed"]), sorted(_keys(answer["unreferenced"]))
 
     async def rows_of(self, bucket: str, key: str) -> list[RefRow]:
         """Every row of one object."""
