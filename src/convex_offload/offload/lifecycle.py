@@ -1,17 +1,29 @@
-"""What happens to objects after day one: deletion when nothing references them any more.
+"""After day one: deleting what nothing references, garbage collection, verification, statistics.
 
-An object is deleted only after the registry grants a claim on it (no record references it, no
-writer holds a lease on it); while the claim holds, no writer can reference it. Then the object
-goes, the caches forget it, and the claim ends.
+Deletion: an object is deleted only under a claim the registry grants when no record references
+it and no writer leases it; while the claim holds, no writer can reference it. So deleting never
+races a write.
+
+Garbage collection, in three passes:
+1. expire leases of writers that never came back;
+2. mark: read every record's manifests and make each owner's reference rows match them exactly
+   (read and fixed in one transaction per batch of owners, so a concurrent write is never undone);
+3. sweep: in every bucket, delete each object older than the grace period that no record marks and
+   no row keeps alive (under a claim, as above).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import ConvexOffloadError
 from convex_offload.offload.engine import Offloader
 from convex_offload.offload.registry import ConvexRefRegistry, ObjectKey
@@ -20,21 +32,53 @@ logger = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 600
 """How long a deletion claim holds: far longer than deleting one object takes."""
+SCANNED_TABLES = ("mastra_messages", "mastra_threads", "mastra_resources", "mastra_workflow_snapshots")
+RECONCILE_BATCH = 50
+Phase = Callable[[str], Awaitable[None]]
+"""Called between the passes of `gc` with the name of the pass about to run (tests interleave writes)."""
 
 
 @dataclass
 class DeletionReport:
     """What `delete_unreferenced` did."""
 
-    deleted: list[ObjectKey]
-    kept: list[ObjectKey]
+    deleted: list[ObjectKey] = field(default_factory=list)
+    kept: list[ObjectKey] = field(default_factory=list)
     """Objects a record or a lease took back before the claim (they stay)."""
-    failed: list[ObjectKey]
-    """Objects whose deletion failed; the garbage collector will retry them."""
+    failed: list[ObjectKey] = field(default_factory=list)
+    """Objects whose deletion failed; the garbage collector retries them."""
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """One stored record as the scan sees it."""
+
+    table: str
+    id: str
+    size: int
+    inline: bool
+    owners: dict[str, list[dict[str, Any]]]
+
+
+@dataclass
+class GcReport:
+    """What a garbage collection found and did (or would do, in a dry run)."""
+
+    expired_leases: int = 0
+    reconciled_rows: int = 0
+    records_scanned: int = 0
+    objects_scanned: int = 0
+    referenced: int = 0
+    young: int = 0
+    orphans: list[ObjectKey] = field(default_factory=list)
+    deleted: list[ObjectKey] = field(default_factory=list)
+    kept: list[ObjectKey] = field(default_factory=list)
+    failed: list[ObjectKey] = field(default_factory=list)
+    bytes_freed: int = 0
 
 
 class Lifecycle:
-    """Deletes objects nobody references, safely against concurrent writers."""
+    """Deletion, garbage collection and scans over one deployment's records and buckets."""
 
     def __init__(self, offloader: Offloader, registry: ConvexRefRegistry) -> None:
         self.offloader = offloader
@@ -43,26 +87,143 @@ class Lifecycle:
     def __repr__(self) -> str:
         return f"Lifecycle({self.registry!r})"
 
+    @property
+    def client(self) -> ConvexClient:
+        """The Convex client the registry uses."""
+        return self.registry.client
+
     async def delete_unreferenced(self, objects: Sequence[ObjectKey]) -> DeletionReport:
-        """Claim, delete and release each object; never raises for one object's failure."""
-        report = DeletionReport(deleted=[], kept=[], failed=[])
+        """Claim, delete and release each object; one object's failure never stops the others."""
+        report = DeletionReport()
         for bucket, key in objects:
-            if bucket not in self.offloader.buckets:
-                logger.warning("object %s in unconfigured bucket %s left in place", key, bucket)
-                report.failed.append((bucket, key))
-                continue
-            token = uuid.uuid4().hex
-            try:
-                if not await self.registry.claim(bucket, key, token, CLAIM_SECONDS):
-                    report.kept.append((bucket, key))
-                    continue
-                try:
-                    await self.offloader.buckets[bucket].delete(key)
-                    self.offloader.forget(bucket, key)
-                    report.deleted.append((bucket, key))
-                finally:
-                    await self.registry.finalize(bucket, key, token)
-            except ConvexOffloadError as exc:
-                logger.warning("could not delete %s/%s now (gc will retry): %s", bucket, key, exc)
-                report.failed.append((bucket, key))
+            outcome = await self._delete_one(bucket, key)
+            getattr(report, outcome).append((bucket, key))
         return report
+
+    async def _delete_one(self, bucket: str, key: str) -> str:
+        if bucket not in self.offloader.buckets:
+            logger.warning("object %s in unconfigured bucket %s left in place", key, bucket)
+            return "failed"
+        token = uuid.uuid4().hex
+        try:
+            if not await self.registry.claim(bucket, key, token, CLAIM_SECONDS):
+                return "kept"
+            try:
+                await self.offloader.buckets[bucket].delete(key)
+                self.offloader.forget(bucket, key)
+            finally:
+                await self.registry.finalize(bucket, key, token)
+        except ConvexOffloadError as exc:
+            logger.warning("could not delete %s/%s now (gc will retry): %s", bucket, key, exc)
+            return "failed"
+        return "deleted"
+
+    # --- scanning -----------------------------------------------------------------------------
+
+    async def records(self, table: str, page_size: int = 100) -> AsyncIterator[RecordInfo]:
+        """Every record of a table: size, whether base64 seems inline, and its manifests' refs."""
+        cursor: str | None = None
+        while True:
+            page = await self.client.query(
+                "offload/scan:records", {"table": table, "cursor": cursor, "pageSize": page_size}
+            )
+            for item in page["page"]:
+                yield RecordInfo(
+                    table=table,
+                    id=item["id"],
+                    size=int(item["size"]),
+                    inline=bool(item["inline"]),
+                    owners={o["owner"]: o["refs"] for o in item["owners"]},
+                )
+            if page["isDone"]:
+                return
+            cursor = page["continueCursor"]
+
+    async def all_records(self) -> AsyncIterator[RecordInfo]:
+        """Every record of every scanned table."""
+        for table in SCANNED_TABLES:
+            async for record in self.records(table):
+                yield record
+
+    # --- garbage collection -------------------------------------------------------------------
+
+    async def gc(
+        self,
+        *,
+        grace: timedelta = timedelta(hours=1),
+        dry_run: bool = False,
+        on_phase: Phase | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> GcReport:
+        """Collect objects whose records were never written or are gone (see the module docstring)."""
+        report = GcReport()
+
+        async def phase(name: str) -> None:
+            if on_phase is not None:
+                await on_phase(name)
+
+        await phase("expire")
+        if not dry_run:
+            while True:
+                expired, _unreferenced = await self.registry.expire_pending()
+                report.expired_leases += expired
+                if expired == 0:
+                    break
+
+        await phase("mark")
+        marked: set[ObjectKey] = set()
+        manifests: dict[str, set[ObjectKey]] = {}
+        async for record in self.all_records():
+            report.records_scanned += 1
+            for owner, refs in record.owners.items():
+                objects = {(ref["bucket"], ref["key"]) for ref in refs}
+                manifests[owner] = objects
+                marked.update(objects)
+            if progress is not None:
+                progress("records", report.records_scanned)
+        rows_by_owner: dict[str, set[ObjectKey]] = defaultdict(set)
+        alive_rows: set[ObjectKey] = set()
+        async for row in self.registry.rows():
+            if row.state == "committed":
+                rows_by_owner[row.owner].add((row.bucket, row.key))
+            if row.state != "deleting":
+                alive_rows.add((row.bucket, row.key))
+        # Owners whose rows disagree with their record: rows of deleted records, and records
+        # whose manifests reference objects without rows (copied by a writer that is not us).
+        owners = set(rows_by_owner) | {o for o, objects in manifests.items() if objects}
+        drifted = sorted(o for o in owners if rows_by_owner.get(o, set()) != manifests.get(o, set()))
+        if not dry_run:
+            for start in range(0, len(drifted), RECONCILE_BATCH):
+                changed, _free = await self.registry.reconcile(drifted[start : start + RECONCILE_BATCH])
+                report.reconciled_rows += changed
+
+        await phase("sweep")
+        cutoff = datetime.now(UTC) - grace
+        for name, bucket in self.offloader.buckets.items():
+            async for info in bucket.list_objects(bucket.config.prefix):
+                report.objects_scanned += 1
+                ident = (name, info.key)
+                if ident in marked:
+                    report.referenced += 1
+                    continue
+                if info.last_modified is not None and info.last_modified > cutoff:
+                    report.young += 1
+                    continue
+                if dry_run and ident in alive_rows:
+                    continue  # a lease holds it; the claim would refuse
+                report.orphans.append(ident)
+                if progress is not None:
+                    progress("objects", report.objects_scanned)
+                if dry_run:
+                    continue
+                outcome = await self._delete_one(name, info.key)
+                getattr(report, outcome).append(ident)
+                if outcome == "deleted":
+                    report.bytes_freed += info.size
+        await phase("done")
+        return report
+
+    async def gather_sizes(self, objects: Sequence[ObjectKey]) -> dict[ObjectKey, int]:
+        """Sizes of objects (HEAD), for reports."""
+        heads = await asyncio.gather(*(self.offloader.buckets[b].head(k) for b, k in objects))
+        return {obj: head.size for obj, head in zip(objects, heads, strict=True) if head is not None}

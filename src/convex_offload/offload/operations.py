@@ -1,0 +1,402 @@
+"""Operations over a whole deployment: migrate existing inline base64, verify, statistics.
+
+`migrate` offloads records written before this library (or by the TypeScript store) in place:
+page by page through each table, resumable from a state file, idempotent (an offloaded record has
+nothing left to move), and safe against the app writing at the same time: each record is
+rewritten only if it still holds what was read (a compare-and-swap in the same transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convex_offload.convex.values import document_size, dumps
+from convex_offload.errors import ConvexOffloadError
+from convex_offload.offload.lifecycle import SCANNED_TABLES
+from convex_offload.offload.registry import ObjectRef, owner_of
+from convex_offload.offload.store import MESSAGE_HOLDER, RESOURCE_HOLDER, ROOT_HOLDER, OffloadingStore
+from convex_offload.store.db import (
+    TABLE_MESSAGES,
+    TABLE_RESOURCES,
+    TABLE_THREADS,
+    TABLE_WORKFLOW_SNAPSHOT,
+    insert_request,
+)
+from convex_offload.store.models import safely_parse_json
+
+Progress = Callable[[str, int, int], None]
+"""progress(what, count, bytes): called as work advances (the CLI draws bars with it)."""
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing `verify` found wrong."""
+
+    kind: str
+    """`missing`, `size`, `corrupt`, `over_limit`, `foreign_bucket`"""
+    record: str
+    detail: str
+    bucket: str = ""
+    key: str = ""
+
+
+@dataclass
+class VerifyReport:
+    """What `verify` checked and found."""
+
+    records: int = 0
+    references: int = 0
+    objects: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing wrong."""
+        return not self.problems
+
+
+async def verify(
+    store: OffloadingStore, *, deep: bool = False, progress: Progress | None = None
+) -> VerifyReport:
+    """Check every reference resolves (size, and sha256 when `deep`) and no record is over the limit."""
+    report = VerifyReport()
+    wanted: dict[tuple[str, str], tuple[int, str, str]] = {}
+    async for record in store.lifecycle.all_records():
+        report.records += 1
+        label = f"{record.table}:{record.id}"
+        if record.size > store.config.max_record_bytes:
+            report.problems.append(
+                Problem("over_limit", label, f"{record.size:,} bytes > {store.config.max_record_bytes:,}")
+            )
+        for refs in record.owners.values():
+            for ref in refs:
+                report.references += 1
+                wanted.setdefault((ref["bucket"], ref["key"]), (int(ref["size"]), ref["sha256"], label))
+        if progress is not None:
+            progress("records", report.records, 0)
+    limit = asyncio.Semaphore(store.config.restore_concurrency)
+
+    async def check(ident: tuple[str, str], size: int, sha256: str, label: str) -> Problem | None:
+        bucket_name, key = ident
+        bucket = store.buckets.get(bucket_name)
+        if bucket is None:
+            return Problem("foreign_bucket", label, "bucket is not configured", bucket_name, key)
+        async with limit:
+            if deep:
+                data = await bucket.get(key)
+                if data is None:
+                    return Problem("missing", label, "object does not exist", bucket_name, key)
+                if len(data) != size:
+                    return Problem(
+                        "size", label, f"{len(data)} bytes, manifest says {size}", bucket_name, key
+                    )
+                if hashlib.sha256(data).hexdigest() != sha256:
+                    return Problem("corrupt", label, "sha256 does not match the manifest", bucket_name, key)
+                return None
+            head = await bucket.head(key)
+        if head is None:
+            return Problem("missing", label, "object does not exist", bucket_name, key)
+        if head.size != size:
+            return Problem("size", label, f"{head.size} bytes, manifest says {size}", bucket_name, key)
+        if head.sha256 is not None and head.sha256 != sha256:
+            return Problem("corrupt", label, "stored sha256 does not match the manifest", bucket_name, key)
+        return None
+
+    checks = [check(ident, *facts) for ident, facts in wanted.items()]
+    report.objects = len(checks)
+    for found in await asyncio.gather(*checks):
+        if found is not None:
+            report.problems.append(found)
+    return report
+
+
+# --- stats -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TableStats:
+    """Records of one table."""
+
+    records: int = 0
+    bytes: int = 0
+    with_attachments: int = 0
+    inline_base64: int = 0
+    references: int = 0
+
+
+@dataclass
+class BucketStats:
+    """Objects of one bucket."""
+
+    objects: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class StatsReport:
+    """Records, objects and bytes, per table and per bucket, and the largest records."""
+
+    tables: dict[str, TableStats] = field(default_factory=dict)
+    buckets: dict[str, BucketStats] = field(default_factory=dict)
+    reference_rows: dict[str, int] = field(default_factory=dict)
+    largest: list[tuple[str, int]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """As the CLI prints it with --json."""
+        return {
+            "tables": {k: asdict(v) for k, v in self.tables.items()},
+            "buckets": {k: asdict(v) for k, v in self.buckets.items()},
+            "reference_rows": self.reference_rows,
+            "largest_records": [{"record": r, "bytes": b} for r, b in self.largest],
+        }
+
+
+async def stats(store: OffloadingStore, *, top: int = 10, progress: Progress | None = None) -> StatsReport:
+    """Count records, attachments and bytes."""
+    report = StatsReport()
+    largest: list[tuple[int, str]] = []
+    count = 0
+    async for record in store.lifecycle.all_records():
+        table = report.tables.setdefault(record.table, TableStats())
+        table.records += 1
+        table.bytes += record.size
+        refs = sum(len(r) for r in record.owners.values())
+        table.references += refs
+        table.with_attachments += 1 if refs else 0
+        table.inline_base64 += 1 if record.inline else 0
+        largest.append((record.size, f"{record.table}:{record.id}"))
+        largest = sorted(largest, reverse=True)[:top]
+        count += 1
+        if progress is not None:
+            progress("records", count, record.size)
+    report.largest = [(label, size) for size, label in largest]
+    for name, bucket in store.buckets.items():
+        totals = report.buckets.setdefault(name, BucketStats())
+        async for info in bucket.list_objects(bucket.config.prefix):
+            totals.objects += 1
+            totals.bytes += info.size
+    states: Counter[str] = Counter()
+    async for row in store.registry.rows():
+        states[row.state] += 1
+    report.reference_rows = dict(states)
+    return report
+
+
+# --- migrate ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MigrateReport:
+    """What `migrate` moved (or would move, in a dry run)."""
+
+    scanned: int = 0
+    candidates: int = 0
+    migrated: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    failed: int = 0
+    payloads: int = 0
+    bytes_offloaded: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class MigrationState:
+    """Where a migration got to, in a JSON file rewritten atomically after every page."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.cursors: dict[str, str | None] = {}
+        self.done: set[str] = set()
+        if path is not None and path.exists():
+            saved = json.loads(path.read_text())
+            self.cursors = dict(saved.get("cursors", {}))
+            self.done = set(saved.get("done", []))
+
+    def save(self) -> None:
+        """Persist (temp file + rename, so a kill never leaves it half-written)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".migrate-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"cursors": self.cursors, "done": sorted(self.done)}, handle)
+        os.replace(tmp, self.path)
+
+
+async def migrate(
+    store: OffloadingStore,
+    *,
+    dry_run: bool = False,
+    state_path: Path | None = None,
+    tables: Sequence[str] = SCANNED_TABLES,
+    page_size: int = 50,
+    progress: Progress | None = None,
+    on_page: Callable[[str, int], None] | None = None,
+) -> MigrateReport:
+    """Offload inline base64 of existing records in place (see the module docstring)."""
+    report = MigrateReport()
+    state = MigrationState(state_path)
+    for table in tables:
+        if table in state.done:
+            continue
+        cursor = state.cursors.get(table)
+        pages = 0
+        while True:
+            page = await store.store.client.query(
+                "offload/scan:records", {"table": table, "cursor": cursor, "pageSize": page_size}
+            )
+            candidates = []
+            for item in page["page"]:
+                report.scanned += 1
+                if item["inline"] or item["size"] > store.config.max_record_bytes // 4:
+                    candidates.append(item["id"])
+            report.candidates += len(candidates)
+            for record_id in candidates:
+                await _migrate_record(store, table, record_id, dry_run=dry_run, report=report)
+                if progress is not None:
+                    progress("records", report.migrated, report.bytes_offloaded)
+            pages += 1
+            cursor = page["continueCursor"]
+            if not dry_run:
+                state.cursors[table] = cursor
+                if page["isDone"]:
+                    state.done.add(table)
+                state.save()
+            if on_page is not None:
+                on_page(table, pages)
+            if page["isDone"]:
+                break
+    return report
+
+
+async def _migrate_record(
+    store: OffloadingStore, table: str, record_id: str, *, dry_run: bool, report: MigrateReport
+) -> None:
+    try:
+        plan = _MIGRATORS[table]
+        row = await store.store.db.load(_LOGICAL[table], {"id": record_id})
+        if row is None:
+            return
+        tree, holder, tenant = plan.tree(row)
+        if not isinstance(tree, dict):
+            report.unchanged += 1
+            return
+        batch = store.batch()
+        planned = batch.plan(tree, holder=holder, tenant=tenant, where=f"{table}:{record_id}")
+        offloaded = planned.offloaded()
+        if not offloaded:
+            report.unchanged += 1
+            return
+        before = document_size({k: v for k, v in row.items() if not k.startswith("_")})
+        if dry_run:
+            report.migrated += 1
+            report.payloads += len(offloaded)
+            report.bytes_offloaded += sum(p.prepared.size for p in offloaded)
+            report.bytes_before += before
+            return
+        await store.upload(batch)
+        rewritten = await store.offloader.rewrite(planned)
+        new_row = plan.row(row, rewritten.root)
+        store.check_size(new_row, f"{table}:{record_id}")
+        owners: dict[str, list[ObjectRef]] = {plan.owner(row): store.object_refs(rewritten.refs, tenant)}
+        field_name = plan.field
+        answer = await store.registry.write(
+            [insert_request(_LOGICAL[table], new_row)],
+            owners,
+            token=batch.token if batch.leased else None,
+            expect=[{"table": table, "id": record_id, "field": field_name, "value": row[field_name]}],
+        )
+        if not answer.ok:
+            await store.abandon(batch)
+            if answer.conflicts:
+                report.conflicts += 1
+            else:
+                report.failed += 1
+                report.errors.append(f"{table}:{record_id}: objects vanished during migration")
+            return
+        for refs in owners.values():
+            for ref in refs:
+                store.offloader.remember(ref.ident)
+        report.migrated += 1
+        report.payloads += len(offloaded)
+        report.bytes_offloaded += sum(p.prepared.size for p in offloaded)
+        report.bytes_before += before
+        report.bytes_after += document_size(new_row)
+    except ConvexOffloadError as exc:
+        report.failed += 1
+        report.errors.append(f"{table}:{record_id}: {type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class _Migrator:
+    """How one table's rows hold their tree and are rebuilt; `field` is compared before writing
+    (a string field that any concurrent write changes)."""
+
+    field: str
+    tree: Callable[[dict[str, Any]], tuple[Any, tuple[str | int, ...], str | None]]
+    row: Callable[[dict[str, Any], Any], dict[str, Any]]
+    owner: Callable[[dict[str, Any]], str]
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def _resource_tree(row: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    if row.get("workingMemory") is not None:
+        tree["workingMemory"] = row["workingMemory"]
+    tree["metadata"] = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+    return tree
+
+
+_MIGRATORS: dict[str, _Migrator] = {
+    "mastra_messages": _Migrator(
+        field="content",
+        tree=lambda row: (safely_parse_json(row.get("content")), MESSAGE_HOLDER, row.get("resourceId")),
+        row=lambda row, tree: {**_plain(row), "content": dumps(tree)},
+        owner=lambda row: owner_of(TABLE_MESSAGES, row["id"]),
+    ),
+    "mastra_threads": _Migrator(
+        field="updatedAt",
+        tree=lambda row: (
+            row.get("metadata") if isinstance(row.get("metadata"), dict) else {},
+            ROOT_HOLDER,
+            row.get("resourceId"),
+        ),
+        row=lambda row, tree: {**_plain(row), "metadata": tree},
+        owner=lambda row: owner_of(TABLE_THREADS, row["id"]),
+    ),
+    "mastra_resources": _Migrator(
+        field="updatedAt",
+        tree=lambda row: (_resource_tree(row), RESOURCE_HOLDER, row["id"]),
+        row=lambda row, tree: {**_plain(row), **tree},
+        owner=lambda row: owner_of(TABLE_RESOURCES, row["id"]),
+    ),
+    "mastra_workflow_snapshots": _Migrator(
+        field="snapshot",
+        tree=lambda row: (safely_parse_json(row.get("snapshot")), ROOT_HOLDER, row.get("resourceId")),
+        row=lambda row, tree: {**_plain(row), "snapshot": dumps(tree)},
+        owner=lambda row: owner_of(TABLE_WORKFLOW_SNAPSHOT, row["id"]),
+    ),
+}
+_LOGICAL = {
+    "mastra_messages": TABLE_MESSAGES,
+    "mastra_threads": TABLE_THREADS,
+    "mastra_resources": TABLE_RESOURCES,
+    "mastra_workflow_snapshots": TABLE_WORKFLOW_SNAPSHOT,
+}
