@@ -59,7 +59,8 @@ def every_location(img: bytes, mime: str) -> dict[str, Any]:
 @pytest.fixture
 def offloader(tmp_path: Path) -> Offloader:
     config = OffloadConfig(
-        buckets={"main": BucketConfig(provider="local", path=tmp_path / "bucket")}, bare_base64_min_bytes=16 << 10
+        buckets={"main": BucketConfig(provider="local", path=tmp_path / "bucket")},
+        bare_base64_min_bytes=16 << 10,
     )
     return Offloader(config, {"main": LocalBlobStore("main", config.buckets["main"])})
 
@@ -144,8 +145,13 @@ async def test_malformed_base64_in_a_file_part_is_refused(offloader: Offloader) 
 
 async def test_declared_type_that_lies_about_the_bytes_is_refused(offloader: Offloader) -> None:
     html = b"<!DOCTYPE html><html><script>alert(1)</script></html>" * 500
-    content = {"format": 2, "parts": [{"type": "file", "url": data_url(html, "image/png"), "mediaType": "image/png"}]}
-    with pytest.raises(AttachmentPolicyError, match="declared type 'image/png' but the bytes are 'text/html'"):
+    content = {
+        "format": 2,
+        "parts": [{"type": "file", "url": data_url(html, "image/png"), "mediaType": "image/png"}],
+    }
+    with pytest.raises(
+        AttachmentPolicyError, match="declared type 'image/png' but the bytes are 'text/html'"
+    ):
         await offloader.offload(content, holder=HOLDER, tenant="u", where="m")
 
 
@@ -158,7 +164,10 @@ async def test_zero_byte_attachment_is_refused(offloader: Offloader) -> None:
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b.png", "a\\b.png", "bad\x00name", "x" * 300])
 async def test_unsafe_filenames_are_refused(offloader: Offloader, name: str) -> None:
     img = image_bytes("png", 30_000)
-    content = {"format": 2, "parts": [{"type": "file", "mimeType": "image/png", "data": b64(img), "filename": name}]}
+    content = {
+        "format": 2,
+        "parts": [{"type": "file", "mimeType": "image/png", "data": b64(img), "filename": name}],
+    }
     with pytest.raises(AttachmentPolicyError, match="filename"):
         await offloader.offload(content, holder=HOLDER, tenant="u", where="m")
 

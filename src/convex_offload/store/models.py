@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from convex_offload.convex.values import dumps
@@ -25,14 +25,14 @@ def _to_js_time(value: datetime) -> datetime:
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
-JsTime = Annotated[datetime, AfterValidator(_to_js_time)]
-"""A datetime as JavaScript keeps it: UTC, millisecond precision."""
-
-
 def iso(value: datetime) -> str:
     """`Date.prototype.toISOString()` of a datetime: `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
     utc = _to_js_time(value)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+JsTime = Annotated[datetime, AfterValidator(_to_js_time), PlainSerializer(iso, when_used="json")]
+"""A datetime as JavaScript keeps it: UTC, millisecond precision; JSON as `toISOString()` writes it."""
 
 
 def parse_iso(value: str) -> datetime:
