@@ -10,6 +10,7 @@ never printed or shown in reprs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -181,7 +182,5 @@ def _read_line(stream: IO[str], timeout: float) -> str | None:
 
 
 def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
