@@ -250,7 +250,7 @@ class Offloader:
                 raise
             return None
         sniffed = normalize_type(self.sniffer.mime_type(decoded.data)) if decoded.size else ""
-        if candidate.form == "base64" and not candidate.strict and (is_textual(sniffed) or not sniffed):
+        if candidate.form == "base64" and not candidate.strict and not _recognised_binary(sniffed):
             return None
         prepared = Prepared(sha256=decoded.sha256, size=decoded.size, sniffed_type=sniffed, data=decoded.data)
         self._check_policy(candidate, prepared, place)
@@ -537,6 +537,12 @@ def _get(root: Any, path: tuple[Token, ...]) -> Any:
         else:
             return None
     return node
+
+
+def _recognised_binary(mime: str) -> bool:
+    """Bytes libmagic recognised as a binary format (not text, not unknown octets): only such a
+    bare base64 string outside a known byte field counts as an attachment."""
+    return bool(mime) and not is_textual(mime) and mime != "application/octet-stream"
 
 
 def _sha256(data: bytes) -> str:

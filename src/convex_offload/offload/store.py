@@ -712,6 +712,13 @@ class OffloadingWorkflows:
         [answer] = await self.owner.commit(batch, [request], {step_owner: refs})
         context: dict[str, Any] = safely_parse_json(answer)
         await self._restore_steps(context, tenant)
+        # Results persisted with the whole snapshot are under the snapshot's own manifest.
+        stored = _as_dict(row.get("snapshot")) if row else None
+        manifest = read_manifest(stored)
+        in_context = [r for r in manifest.refs if r.path.startswith("/context/")] if manifest else []
+        if in_context:
+            tree = {"context": context, MANIFEST_KEY: Manifest(refs=in_context).to_json()}
+            context = (await self.owner.restore_tree(tree, ROOT_HOLDER, tenant))["context"]
         return context
 
     async def update_workflow_state(self, workflow_name: str, run_id: str, opts: Mapping[str, Any]) -> Any:
