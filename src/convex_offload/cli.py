@@ -32,6 +32,11 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
+@app.callback()
+def _root() -> None:
+    """Keep Mastra conversations in Convex small: attachments go to S3, R2, Convex files or a folder."""
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
@@ -71,9 +76,9 @@ def demo(
         table = Table(title=f"Image chat {result.thread_id}: saved through the offloader, read back")
         table.add_column("message")
         table.add_column("role")
-        table.add_column("attachments offloaded", justify="right")
-        table.add_column("saved (bytes)", justify="right")
-        table.add_column("stored in Convex (bytes)", justify="right")
+        table.add_column("offloaded", justify="right")
+        table.add_column("saved, bytes", justify="right")
+        table.add_column("in Convex, bytes", justify="right")
         table.add_column("restored exactly")
         for row in result.rows:
             table.add_row(
