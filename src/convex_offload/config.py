@@ -153,6 +153,9 @@ class OffloadConfig(BaseSettings):
     restore_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     cache_bytes: Annotated[int, Field(ge=0)] = 128 << 20
     max_depth: Annotated[int, Field(ge=2, le=512)] = 64
+    lease_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = Field(
+        900, description="How long an upload's lease protects it from gc until its record is written."
+    )
     type_mismatch: Literal["error", "allow"] = Field(
         "error", description="What to do when a payload's bytes are not of its declared type."
     )

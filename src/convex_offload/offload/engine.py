@@ -623,7 +623,6 @@ class OffloadBatch:
     before it is uploaded, so the garbage collector cannot take it before its record is written.
     """
 
-    LEASE_SECONDS: Final = 15 * 60
     BUSY_RETRIES: Final = 8
 
     def __init__(self, offloader: Offloader, registry: Reserver | None) -> None:
@@ -693,7 +692,9 @@ class OffloadBatch:
         delay = 0.05
         present: frozenset[tuple[str, str]] = frozenset()
         for _attempt in range(self.BUSY_RETRIES):
-            reservation = await self.registry.reserve(self.token, owner, refs, self.LEASE_SECONDS)
+            reservation = await self.registry.reserve(
+                self.token, owner, refs, self.offloader.config.lease_seconds
+            )
             self.leased = True
             present |= reservation.present
             if not reservation.busy:
