@@ -42,7 +42,7 @@ class World:
             **overrides,
         )
 
-    def keys(self) -> set[str]:
+    def object_keys(self) -> set[str]:
         s3 = self.localstack.s3_client()
         listed = s3.list_objects_v2(Bucket="images", Prefix=self.prefix)
         return {item["Key"] for item in listed.get("Contents", [])}
@@ -104,11 +104,11 @@ async def test_deleting_a_thread_removes_exactly_its_unshared_objects(
         name: key_of(offloading, resource, img)
         for name, img in (("own", own), ("shared", shared), ("other", other))
     }
-    assert set(keys.values()) <= world.keys()
+    assert set(keys.values()) <= world.object_keys()
 
     await offloading.memory.delete_thread(a)
 
-    remaining = world.keys()
+    remaining = world.object_keys()
     assert keys["own"] not in remaining, "the deleted thread's own image is gone (erasure)"
     assert keys["shared"] in remaining, "an image another thread still references stays"
     assert keys["other"] in remaining
@@ -124,15 +124,15 @@ async def test_deleting_messages_and_runs_releases_their_objects(
     img, snap_img = image_bytes("png", 50_000, seed=204), image_bytes("png", 50_000, seed=205)
     await offloading.memory.save_messages([image_message(thread, resource, 0, img)])
     await offloading.memory.delete_messages([f"{thread}-m0"])
-    assert key_of(offloading, resource, img) not in world.keys()
+    assert key_of(offloading, resource, img) not in world.object_keys()
 
     wf, run = uid("wf"), uid("run")
     await offloading.workflows.persist_workflow_snapshot(
         wf, run, {"context": {"s": {"output": data_url(snap_img, "image/png")}}}, resource_id=resource
     )
-    assert key_of(offloading, resource, snap_img) in world.keys()
+    assert key_of(offloading, resource, snap_img) in world.object_keys()
     await offloading.workflows.delete_workflow_run_by_id(run, wf)
-    assert key_of(offloading, resource, snap_img) not in world.keys()
+    assert key_of(offloading, resource, snap_img) not in world.object_keys()
 
 
 # --- garbage collection -----------------------------------------------------------------------
@@ -160,16 +160,16 @@ async def test_gc_removes_an_old_orphan_and_keeps_referenced_objects(
     orphan = await crashed_upload(world, resource, orphan_img)
     await offloading.memory.save_messages([image_message(thread, resource, 0, kept_img)])
     kept = key_of(offloading, resource, kept_img)
-    assert {orphan, kept} <= world.keys()
+    assert {orphan, kept} <= world.object_keys()
 
     young = await offloading.lifecycle.gc(grace=timedelta(hours=1))
-    assert orphan in world.keys(), "younger than the grace period: kept"
+    assert orphan in world.object_keys(), "younger than the grace period: kept"
     assert young.expired_leases >= 1
 
     report = await offloading.lifecycle.gc(grace=timedelta(0))
     assert ("images", orphan) in report.deleted
-    assert orphan not in world.keys()
-    assert kept in world.keys()
+    assert orphan not in world.object_keys()
+    assert kept in world.object_keys()
     [message] = await offloading.memory.list_messages_by_id([f"{thread}-m0"])
     assert message == image_message(thread, resource, 0, kept_img)
 
@@ -192,7 +192,7 @@ async def test_gc_keeps_an_object_whose_record_is_written_during_the_run(
     report = await offloading.lifecycle.gc(grace=timedelta(0), on_phase=interleave)
     assert written == ["sweep"]
     assert ("images", candidate) not in report.deleted
-    assert candidate in world.keys()
+    assert candidate in world.object_keys()
     async with OffloadingStore.connect(world.config()) as reader:
         [message] = await reader.memory.list_messages_by_id([f"{thread}-m0"])
     assert message == image_message(thread, resource, 0, img)
@@ -205,7 +205,7 @@ async def test_gc_dry_run_deletes_nothing(
     await offloading.registry.expire_pending()
     report = await offloading.lifecycle.gc(grace=timedelta(0), dry_run=True)
     assert ("images", orphan) in report.orphans
-    assert orphan in world.keys()
+    assert orphan in world.object_keys()
 
 
 # --- verify -----------------------------------------------------------------------------------
