@@ -32,6 +32,7 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
+
 @app.callback()
 def _root() -> None:
     """Keep Mastra conversations in Convex small: attachments go to S3, R2, Convex files or a folder."""
