@@ -36,11 +36,12 @@ _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 _UNPROCESSED_STATUS = frozenset({503})
 # Failures that prove the request never reached the server, so resending cannot double it.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_TOO_LARGE = re.compile(r"Value is too large|too large \(|maximum size", re.IGNORECASE)
+_TOO_LARGE = re.compile(r"Value is too large")
 _LIMIT = re.compile(
-    r"Read too much data|Too many (reads|writes|documents|bytes|queries|index ranges)|"
-    r"wrote too much data|Transaction .*limit|limit: \d+",
-    re.IGNORECASE,
+    r"Read too much data|Wrote too (much data|many documents)|Scanned too many documents|"
+    r"Too many (reads|writes|documents|bytes|queries|index ranges)|"
+    r"Arguments for .* are too large|Array length is too long|Object has too many fields|"
+    r"Value is too deeply nested|Return value is too large"
 )
 _CLIENT_NAME = "convex-offload-python-0.1.0"
 
