@@ -4,6 +4,7 @@ Python client turns its answers into typed errors."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -252,8 +253,6 @@ def test_server_binds_loopback_only_and_stops_cleanly() -> None:
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
     with pytest.raises(ProcessLookupError):
-        import os
-
         os.kill(pid, 0)
 
 
