@@ -358,3 +358,31 @@ async def test_r2_settings_are_accepted_and_work_against_an_s3_api(
         assert (await offloading.memory.list_messages_by_id([message.id])) == [message]
     with pytest.raises(ValueError, match="R2 does not support SSE-KMS"):
         BucketConfig(provider="r2", bucket="b", account_id="acct", sse="aws:kms")
+
+
+async def test_urls_restore_mode_gives_short_lived_working_urls(
+    offloading: OffloadingStore, uid: Callable[[str], str]
+) -> None:
+    import httpx
+
+    thread, resource = uid("t"), uid("r")
+    img = image_bytes("png", 90_000, seed=21)
+    message = msg(
+        thread,
+        resource,
+        0,
+        {"format": 2, "parts": [{"type": "file", "mimeType": "image/png", "data": b64(img)}]},
+    )
+    await offloading.memory.save_messages([message])
+    ui = offloading.with_restore_mode("urls")
+    [shown] = await ui.memory.list_messages_by_id([message.id])
+    url = shown.content["parts"][0]["data"]
+    assert url.startswith("http://127.0.0.1:")
+    assert "X-Amz-Expires=900" in url, "bounded by the bucket's presign_ttl"
+    assert MANIFEST_KEY not in shown.content.get("metadata", {})
+    async with httpx.AsyncClient() as http:
+        fetched = await http.get(url)
+    assert fetched.content == img
+    assert fetched.headers["content-type"] == "image/png"
+    [inline] = await offloading.memory.list_messages_by_id([message.id])
+    assert inline == message, "the view did not change the store's own mode"
