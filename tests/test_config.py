@@ -109,7 +109,7 @@ def test_bucket_rules() -> None:
     with pytest.raises(ValueError, match="needs `path`"):
         BucketConfig(provider="local")
     with pytest.raises(ValueError, match="go together"):
-        BucketConfig(provider="s3", bucket="b", access_key_id="a")  # type: ignore[arg-type]
+        BucketConfig(provider="s3", bucket="b", access_key_id="a")
     images = BucketConfig(provider="s3", bucket="b", allowed_types=["image/*"])
     assert images.accepts_type("image/webp")
     assert not images.accepts_type("text/html")
