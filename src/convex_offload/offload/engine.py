@@ -56,6 +56,7 @@ from convex_offload.offload.scan import Candidate, Token, parse_pointer, pointer
 logger = logging.getLogger(__name__)
 
 RestoreMode = Literal["inline", "urls"]
+_OUR_KEY = re.compile(r"(?:t-[0-9a-f]{32}|global)/[0-9a-f]{64}")
 _FILENAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 MAX_FILENAME_BYTES: Final = 255
 
@@ -173,6 +174,11 @@ class Offloader:
     def key_for(self, bucket: str, tenant: str | None, sha256: str) -> str:
         """The content-addressed key of an object: `<prefix><tenant scope>/<sha256>`."""
         return f"{self.buckets[bucket].config.prefix}{self.tenant_scope(tenant)}/{sha256}"
+
+    def is_our_key(self, bucket: str, key: str) -> bool:
+        """Whether `key` has the shape of a key this library writes in `bucket`."""
+        prefix = self.buckets[bucket].config.prefix
+        return key.startswith(prefix) and _OUR_KEY.fullmatch(key[len(prefix) :]) is not None
 
     # --- writing ------------------------------------------------------------------------------
 

@@ -201,6 +201,8 @@ class Lifecycle:
         cutoff = datetime.now(UTC) - grace
         for name, bucket in self.offloader.buckets.items():
             async for info in bucket.list_objects(bucket.config.prefix):
+                if not self.offloader.is_our_key(name, info.key):
+                    continue  # never touch what this library did not write, even in a shared bucket
                 report.objects_scanned += 1
                 ident = (name, info.key)
                 if ident in marked:
