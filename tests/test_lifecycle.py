@@ -337,3 +337,11 @@ async def test_migrate_offloads_inline_attachments_written_by_typescript(
     with TsMastra(world.convex.url, world.convex.admin_key) as ts:
         listed = ts.call("memory", "listMessages", {"threadId": thread})
     assert len(listed["messages"]) == 6, "the TypeScript store still reads the migrated thread"
+
+
+async def test_gc_never_touches_objects_it_did_not_write(offloading: OffloadingStore, world: World) -> None:
+    foreign = f"{world.prefix}someone-else/notes.txt"
+    world.localstack.s3_client().put_object(Bucket="images", Key=foreign, Body=b"not ours")
+    report = await offloading.lifecycle.gc(grace=timedelta(0))
+    assert foreign in world.object_keys()
+    assert ("images", foreign) not in report.orphans
