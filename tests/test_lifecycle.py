@@ -345,3 +345,19 @@ async def test_gc_never_touches_objects_it_did_not_write(offloading: OffloadingS
     report = await offloading.lifecycle.gc(grace=timedelta(0))
     assert foreign in world.object_keys()
     assert ("images", foreign) not in report.orphans
+
+
+async def test_verify_reports_objects_left_behind_by_a_delete_elsewhere_and_gc_erases_them(
+    offloading: OffloadingStore, plain: ConvexStore, world: World, uid: Callable[[str], str]
+) -> None:
+    resource, thread = uid("r"), uid("t")
+    img = image_bytes("png", 30_000, seed=212)
+    await offloading.memory.save_messages([image_message(thread, resource, 0, img)])
+    key = key_of(offloading, resource, img)
+    await plain.memory.delete_messages([f"{thread}-m0"])  # as the TypeScript app would: no cleanup
+    report = await verify(offloading, grace=timedelta(0))
+    assert ("unreferenced", key) in {(p.kind, p.key) for p in report.problems}
+    await offloading.lifecycle.gc(grace=timedelta(0))
+    assert key not in world.object_keys()
+    after = await verify(offloading, grace=timedelta(0))
+    assert key not in {p.key for p in after.problems}

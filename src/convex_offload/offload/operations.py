@@ -16,6 +16,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class Problem:
     """One thing `verify` found wrong."""
 
     kind: str
-    """`missing`, `size`, `corrupt`, `over_limit`, `foreign_bucket`"""
+    """`missing`, `size`, `corrupt`, `over_limit`, `foreign_bucket`, `unreferenced`"""
     record: str
     detail: str
     bucket: str = ""
@@ -68,9 +69,14 @@ class VerifyReport:
 
 
 async def verify(
-    store: OffloadingStore, *, deep: bool = False, progress: Progress | None = None
+    store: OffloadingStore,
+    *,
+    deep: bool = False,
+    grace: timedelta = timedelta(minutes=15),
+    progress: Progress | None = None,
 ) -> VerifyReport:
-    """Check every reference resolves (size, and sha256 when `deep`) and no record is over the limit."""
+    """Check every reference resolves (size, and sha256 when `deep`), no record is over the limit,
+    and no object older than `grace` is left that no record references (what erasure promises)."""
     report = VerifyReport()
     wanted: dict[tuple[str, str], tuple[int, str, str]] = {}
     async for record in store.lifecycle.all_records():
@@ -119,6 +125,18 @@ async def verify(
     for found in await asyncio.gather(*checks):
         if found is not None:
             report.problems.append(found)
+    cutoff = datetime.now(UTC) - grace
+    for name, bucket in store.buckets.items():
+        async for info in bucket.list_objects(bucket.config.prefix):
+            if (name, info.key) in wanted or not store.offloader.is_our_key(name, info.key):
+                continue
+            if info.last_modified is not None and info.last_modified > cutoff:
+                continue  # possibly an upload whose record is being written right now
+            report.problems.append(
+                Problem(
+                    "unreferenced", f"{name}:{info.key}", "no record references this object", name, info.key
+                )
+            )
     return report
 
 
