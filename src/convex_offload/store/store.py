@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Literal, Self, overload
+from typing import Literal, overload
 
 from pydantic import SecretStr
 
 from convex_offload.convex.client import ConvexClient
+from convex_offload.convex.owner import ClientOwner
 from convex_offload.store.db import DEFAULT_STORAGE_FUNCTION, StorageDB
 from convex_offload.store.memory import MemoryStore
 from convex_offload.store.scores import ScoreStore
@@ -16,7 +16,7 @@ from convex_offload.store.workflows import WorkflowStore
 DomainName = Literal["memory", "workflows", "scores"]
 
 
-class ConvexStore:
+class ConvexStore(ClientOwner):
     """Python twin of @mastra/convex's `ConvexStore`, sharing its deployment and its records.
 
     Create it with a deployment URL and admin key (or an existing `ConvexClient`), then use its
@@ -32,21 +32,11 @@ class ConvexStore:
         client: ConvexClient | None = None,
         storage_function: str = DEFAULT_STORAGE_FUNCTION,
     ) -> None:
-        if client is None:
-            if url is None or admin_key is None:
-                raise ValueError("ConvexStore needs a url and an admin_key, or a client")
-            client = ConvexClient(url, admin_key)
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self.client = client
-        self.db = StorageDB(client, storage_function)
+        super().__init__(url, admin_key, client)
+        self.db = StorageDB(self.client, storage_function)
         self.memory = MemoryStore(self.db)
         self.workflows = WorkflowStore(self.db)
         self.scores = ScoreStore(self.db)
-
-    def __repr__(self) -> str:
-        return f"ConvexStore({self.client!r})"
 
     @overload
     async def get_store(self, name: Literal["memory"]) -> MemoryStore: ...
@@ -62,16 +52,3 @@ class ConvexStore:
             "scores": self.scores,
         }
         return domains[name]
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client if this store created it."""
-        if self._owns_client:
-            await self.client.aclose()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from convex_offload.convex.client import ConvexClient
+from convex_offload.convex.owner import ClientOwner
 from convex_offload.convex.values import check_value
 from convex_offload.errors import InvalidInputError, NotFoundError, StorageOperationError
 from convex_offload.store.db import DEFAULT_STORAGE_FUNCTION, TABLE_VECTOR_INDEXES, StorageDB
@@ -47,7 +47,7 @@ class QueryResult(BaseModel):
     vector: list[float] | None = None
 
 
-class ConvexVector:
+class ConvexVector(ClientOwner):
     """Python twin of @mastra/convex's `ConvexVector`, sharing its tables."""
 
     def __init__(
@@ -58,31 +58,8 @@ class ConvexVector:
         client: ConvexClient | None = None,
         storage_function: str = DEFAULT_STORAGE_FUNCTION,
     ) -> None:
-        if client is None:
-            if url is None or admin_key is None:
-                raise ValueError("ConvexVector needs a url and an admin_key, or a client")
-            client = ConvexClient(url, admin_key)
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self.client = client
-        self.db = StorageDB(client, storage_function)
-
-    def __repr__(self) -> str:
-        return f"ConvexVector({self.client!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client if this store created it."""
-        if self._owns_client:
-            await self.client.aclose()
+        super().__init__(url, admin_key, client)
+        self.db = StorageDB(self.client, storage_function)
 
     @staticmethod
     def table(index_name: str) -> str:

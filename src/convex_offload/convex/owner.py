@@ -1,0 +1,43 @@
+"""`ClientOwner`: a Convex client given or made from a URL and key, closed with its owner."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from pydantic import SecretStr
+
+from convex_offload.convex.client import ConvexClient
+
+
+class ClientOwner:
+    """Base of the stores: holds a `ConvexClient` (made from `url` and `admin_key`, or given), and
+    closes it on `aclose()` / `async with` only if it made it."""
+
+    def __init__(
+        self, url: str | None, admin_key: str | SecretStr | None, client: ConvexClient | None
+    ) -> None:
+        if client is None:
+            if url is None or admin_key is None:
+                raise ValueError(f"{type(self).__name__} needs a url and an admin_key, or a client")
+            client = ConvexClient(url, admin_key)
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.client!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client if this object created it."""
+        if self._owns_client:
+            await self.client.aclose()
