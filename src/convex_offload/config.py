@@ -56,6 +56,9 @@ class BucketConfig(BaseModel):
     storage_class: str | None = None
     max_object_bytes: Annotated[int, Field(gt=0)] = 100 << 20
     allowed_types: list[str] = Field(default_factory=lambda: ["*/*"])
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins that must be allowed to GET (checked by `doctor`)."
+    )
     active_content: Literal["attachment", "refuse"] = Field(
         "attachment", description="HTML/SVG/JS: stored with Content-Disposition: attachment, or refused."
     )
@@ -77,6 +80,11 @@ class BucketConfig(BaseModel):
             raise ValueError(f"`prefix` {self.prefix!r} must be empty or path segments each ending with '/'")
         if self.public_base_url is not None and not self.public_base_url.startswith(("https://", "http://")):
             raise ValueError("`public_base_url` must be an http(s) URL")
+        for origin in self.cors_origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(
+                    f"`cors_origins` entry {origin!r} is not an origin like https://app.example.com"
+                )
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ValueError("`access_key_id` and `secret_access_key` go together")
         return self

@@ -26,6 +26,7 @@ class ObjectInfo:
     """Hex sha256, where the backend records it."""
     disposition: str | None = None
     encryption: str | None = None
+    kms_key_id: str | None = None
 
 
 @runtime_checkable

@@ -41,6 +41,11 @@ class S3BlobStore:
         self._client = make_client(config, max_pool_connections=max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"s3-{name}")
 
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client (for bucket-level checks such as CORS)."""
+        return self._client
+
     def __repr__(self) -> str:
         return f"S3BlobStore({self.name!r}, bucket={self.bucket_name!r}, provider={self.config.provider!r})"
 
@@ -120,6 +125,7 @@ class S3BlobStore:
             sha256=response.get("Metadata", {}).get("sha256"),
             disposition=response.get("ContentDisposition"),
             encryption=response.get("ServerSideEncryption"),
+            kms_key_id=response.get("SSEKMSKeyId"),
         )
 
     async def delete(self, key: str) -> None:
