@@ -37,6 +37,10 @@ test: setup
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+## The benchmark suite: every case next to its floor (`--quick` for small sizes).
+bench: setup
+	$(BIN)/python -m benchmarks
+
 lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 

@@ -12,12 +12,13 @@ put the original text back byte for byte.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -44,8 +45,8 @@ from convex_offload.offload.payload import (
     ACTIVE_CONTENT,
     Decoded,
     Sniffer,
+    base64_buffer,
     decode_base64,
-    encode_base64,
     is_textual,
     normalize_type,
     types_agree,
@@ -121,6 +122,15 @@ class _Planned:
         return ObjectRef(self.bucket, self.key, self.tenant_scope, self.prepared.size, self.prepared.sha256)
 
 
+@dataclass(frozen=True, slots=True)
+class _LiveRefs:
+    manifest: Manifest
+    holder: dict[str, Any]
+    refs: list[Ref]
+    places: list[tuple[Any, Token]]
+    """Where each ref's URL sits (its container and key or index)."""
+
+
 @dataclass(slots=True)
 class PlannedTree:
     """One tree's payloads, decoded, checked and routed, waiting for their uploads."""
@@ -168,8 +178,7 @@ class Offloader:
         """The key segment of a tenant: a hash, so no user-controlled text enters a key."""
         if self.config.tenant_mode == "global":
             return "global"
-        digest = hashlib.sha256(b"convex-offload-tenant\x00" + (tenant or "").encode("utf-8")).hexdigest()
-        return "t-" + digest[:32]
+        return _tenant_scope(tenant or "")
 
     def key_for(self, bucket: str, tenant: str | None, sha256: str) -> str:
         """The content-addressed key of an object: `<prefix><tenant scope>/<sha256>`."""
@@ -426,23 +435,75 @@ class Offloader:
         `mode="urls"` puts a fresh public or presigned URL in place of each payload instead.
         Raises `AttachmentMissingError`, `AttachmentIntegrityError`, `ForbiddenReferenceError`.
         """
+        plan = self._restore_plan(root, holder, tenant)
+        if plan is None:
+            return root
+
+        def mode_key(ref: Ref) -> str:
+            return ref.header if mode == "inline" else ""
+
+        wanted: dict[tuple[str, str, str], Ref] = {}
+        for ref in plan.refs:
+            wanted.setdefault((ref.bucket, ref.key, mode_key(ref)), ref)
+        fetched = await asyncio.gather(*(self._value(r, mode) for r in wanted.values()))
+        values = dict(zip(wanted, fetched, strict=True))
+        self._apply(root, holder, plan, values, mode_key)
+        return root
+
+    def restore_cached(self, root: Any, *, holder: tuple[Token, ...], tenant: str | None) -> bool:
+        """Restore `root` in place from the cache alone, without waiting: True if it could.
+
+        The fast path of listings read again and again: nothing is fetched, nothing is awaited.
+        """
+        plan = self._restore_plan(root, holder, tenant)
+        if plan is None:
+            return True
+        values: dict[tuple[str, str, str], str] = {}
+        for ref in plan.refs:
+            cached = self._values.get(ref.bucket, ref.key, ref.header)
+            if cached is None:
+                return False
+            values[(ref.bucket, ref.key, ref.header)] = cached
+        self.stats.cache_hits += len(values)
+        self._apply(root, holder, plan, values, lambda ref: ref.header)
+        return True
+
+    def _restore_plan(self, root: Any, holder: tuple[Token, ...], tenant: str | None) -> _LiveRefs | None:
         holder_obj = _get(root, holder)
         manifest = read_manifest(holder_obj)
         if manifest is None or not isinstance(holder_obj, dict):
-            return root
+            return None
         for ref in manifest.refs:
             self.check_ref(ref, tenant)
-        live = [ref for ref in manifest.refs if ref_holds(root, ref)]
-        stale = len(manifest.refs) - len(live)
-        if stale:
-            logger.warning("%d stale refs skipped: their place no longer holds their URL", stale)
-        values = await self._values_for(live, mode)
+        live: list[Ref] = []
+        places: list[tuple[Any, Token]] = []
+        for ref in manifest.refs:
+            place = _place_holding(root, ref)
+            if place is not None:
+                live.append(ref)
+                places.append(place)
+        if len(live) < len(manifest.refs):
+            logger.warning(
+                "%d stale refs skipped: their place no longer holds their URL", len(manifest.refs) - len(live)
+            )
+        return _LiveRefs(manifest=manifest, holder=holder_obj, refs=live, places=places)
+
+    def _apply(
+        self,
+        root: Any,
+        holder: tuple[Token, ...],
+        plan: _LiveRefs,
+        values: dict[tuple[str, str, str], str],
+        mode_key: Callable[[Ref], str],
+    ) -> None:
         # Splice embedded refs from the end of their string, so earlier spans stay valid.
-        for ref in sorted(live, key=lambda r: (r.path, -(r.span or (0, 0))[0])):
-            target = resolve(root, parse_pointer(ref.path))
-            assert target is not None  # ref_holds checked it
-            container, slot = target
-            replacement = values[(ref.bucket, ref.key, ref.header if mode == "inline" else "")]
+        order = sorted(
+            range(len(plan.refs)), key=lambda i: (plan.refs[i].path, -(plan.refs[i].span or (0, 0))[0])
+        )
+        for index in order:
+            ref = plan.refs[index]
+            container, slot = plan.places[index]
+            replacement = values[(ref.bucket, ref.key, mode_key(ref))]
             if ref.span is None:
                 container[slot] = replacement
             else:
@@ -450,19 +511,11 @@ class Offloader:
                 text: str = container[slot]
                 container[slot] = text[:begin] + replacement + text[end:]
             self.stats.restored += 1
-        del holder_obj[MANIFEST_KEY]
-        if manifest.created_metadata and not holder_obj and holder:
+        del plan.holder[MANIFEST_KEY]
+        if plan.manifest.created_metadata and not plan.holder and holder:
             parent = _get(root, holder[:-1])
             if isinstance(parent, dict):
                 del parent[holder[-1]]
-        return root
-
-    async def _values_for(self, refs: list[Ref], mode: RestoreMode) -> dict[tuple[str, str, str], str]:
-        wanted: dict[tuple[str, str, str], Ref] = {}
-        for ref in refs:
-            wanted.setdefault((ref.bucket, ref.key, ref.header if mode == "inline" else ""), ref)
-        results = await asyncio.gather(*(self._value(ref, mode) for ref in wanted.values()))
-        return dict(zip(wanted, results, strict=True))
 
     async def _value(self, ref: Ref, mode: RestoreMode) -> str:
         bucket = self.buckets[ref.bucket]
@@ -486,7 +539,10 @@ class Offloader:
             raise AttachmentIntegrityError(
                 "bytes do not match the manifest's sha256", bucket=ref.bucket, key=ref.key
             )
-        value = ref.header + encode_base64(data)
+        text = base64_buffer(ref.header, data)
+        del data  # the bytes go before the text is made: a big payload stays under 3x in memory
+        value = text.decode("ascii")
+        del text
         self._values.put(ref.bucket, ref.key, ref.header, value)
         return value
 
@@ -522,17 +578,22 @@ def check_filename(name: str, place: str) -> None:
 
 def ref_holds(root: Any, ref: Ref) -> bool:
     """Whether the place `ref` names still holds the URL it wrote there."""
+    return _place_holding(root, ref) is not None
+
+
+def _place_holding(root: Any, ref: Ref) -> tuple[Any, Token] | None:
+    """The container and slot of `ref`'s place, if it still holds the URL `ref` wrote there."""
     target = resolve(root, parse_pointer(ref.path))
     if target is None:
-        return False
+        return None
     container, slot = target
     value = container[slot]
     if not isinstance(value, str):
-        return False
+        return None
     if ref.span is None:
-        return value == ref.url
+        return target if value == ref.url else None
     begin, end = ref.span
-    return value[begin:end] == ref.url
+    return target if value[begin:end] == ref.url else None
 
 
 def _get(root: Any, path: tuple[Token, ...]) -> Any:
@@ -549,6 +610,12 @@ def _recognised_binary(mime: str) -> bool:
     """Bytes libmagic recognised as a binary format (not text, not unknown octets): only such a
     bare base64 string outside a known byte field counts as an attachment."""
     return bool(mime) and not is_textual(mime) and mime != "application/octet-stream"
+
+
+@functools.lru_cache(maxsize=65_536)
+def _tenant_scope(tenant: str) -> str:
+    digest = hashlib.sha256(b"convex-offload-tenant\x00" + tenant.encode("utf-8")).hexdigest()
+    return "t-" + digest[:32]
 
 
 def _sha256(data: bytes) -> str:

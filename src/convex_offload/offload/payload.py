@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import magic
+import pybase64
 
 from convex_offload.errors import MalformedAttachmentError
 
@@ -52,13 +53,15 @@ def decode_base64(text: str, *, start: int = 0, end: int | None = None, where: s
             chunk = text[position:upto]
             if upto < stop and chunk.endswith("="):
                 raise binascii.Error("padding in the middle of the data")
-            piece = binascii.a2b_base64(chunk, strict_mode=True)
+            piece = pybase64.b64decode(chunk, validate=True)
             out[written : written + len(piece)] = piece
             digest.update(piece)
             written += len(piece)
             position = upto
     except (binascii.Error, ValueError) as exc:
-        raise MalformedAttachmentError(f"not valid base64 ({exc})", path=where) from None
+        middle = "padding in the middle" in str(exc)
+        reason = "padding in the middle" if middle else "characters outside base64"
+        raise MalformedAttachmentError(f"not valid base64 ({reason})", path=where) from None
     del out[written:]
     if length and not _tail_is_canonical(text, stop, out):
         raise MalformedAttachmentError("base64 has non-zero padding bits (not canonical)", path=where)
@@ -72,9 +75,23 @@ def _tail_is_canonical(text: str, stop: int, data: bytearray) -> bool:
     return text[stop - 4 : stop] == expected
 
 
-def encode_base64(data: bytes | bytearray | memoryview) -> str:
-    """Standard padded base64 text of `data`."""
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
+def base64_buffer(header: str, data: bytes | bytearray) -> bytearray:
+    """`header` followed by the base64 of `data`, as ASCII bytes, built in place chunk by chunk.
+
+    The caller decodes it to text after dropping `data`: a big payload then never has its bytes,
+    its base64 and its text in memory at once (what keeps a restore under 3× the payload).
+    """
+    head = header.encode("ascii")
+    out = bytearray(len(head) + (len(data) + 2) // 3 * 4)
+    out[: len(head)] = head
+    position = len(head)
+    view = memoryview(data)
+    step = CHUNK_CHARS // 4 * 3
+    for start in range(0, len(data), step):
+        piece = pybase64.b64encode(view[start : start + step])
+        out[position : position + len(piece)] = piece
+        position += len(piece)
+    return out
 
 
 class Sniffer:

@@ -17,6 +17,7 @@ which keeps text-only content on a fast path.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -218,6 +219,7 @@ def pointer(path: tuple[Token, ...]) -> str:
     return "".join("/" + str(token).replace("~", "~0").replace("/", "~1") for token in path)
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_pointer(text: str) -> tuple[str, ...]:
     """The tokens of an RFC 6901 JSON Pointer; array indexes stay strings until resolved."""
     if text == "":

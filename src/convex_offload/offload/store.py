@@ -495,17 +495,21 @@ class OffloadingMemory:
         await self.owner.commit(None, [delete_many_request(TABLE_MESSAGES, message_ids)], {}, release=release)
 
     async def _restored_messages(self, messages: list[Message]) -> list[Message]:
-        return list(await asyncio.gather(*(self._restored_message(m) for m in messages)))
-
-    async def _restored_message(self, message: Message) -> Message:
-        content = message.content
-        if not isinstance(content, dict):
-            return message
-        holder = content.get("metadata")
-        if not isinstance(holder, dict) or MANIFEST_KEY not in holder:
-            return message
-        restored = await self.owner.restore_tree(content, MESSAGE_HOLDER, message.resource_id)
-        return message.model_copy(update={"content": restored})
+        """Restore each message's content in place: from the cache without waiting where possible,
+        the rest concurrently."""
+        pending = []
+        for message in messages:
+            content = message.content
+            holder = content.get("metadata") if isinstance(content, dict) else None
+            if not isinstance(holder, dict) or MANIFEST_KEY not in holder:
+                continue
+            if self.owner.restore_mode == "inline" and self.offloader.restore_cached(
+                content, holder=MESSAGE_HOLDER, tenant=message.resource_id
+            ):
+                continue
+            pending.append(self.owner.restore_tree(content, MESSAGE_HOLDER, message.resource_id))
+        await asyncio.gather(*pending)
+        return messages
 
     # --- resources ----------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The benchmark suite: each case measured next to its floor, as ratios (`python -m benchmarks`)."""

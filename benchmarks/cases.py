@@ -1,0 +1,533 @@
+"""The benchmark cases, each measured next to its floor (the work no offloader could avoid)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import hashlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from convex_offload.blobs.local import LocalBlobStore
+from convex_offload.blobs.s3 import make_client
+from convex_offload.config import BucketConfig, OffloadConfig
+from convex_offload.devservers.local_convex import LocalConvex
+from convex_offload.devservers.localstack import LocalStack
+from convex_offload.offload.engine import Offloader
+from convex_offload.offload.store import OffloadingStore
+from convex_offload.store.models import Message
+from convex_offload.store.store import ConvexStore
+
+KB = 1000
+MB = 1000 * 1000
+
+
+@dataclass
+class Result:
+    """One row of the table."""
+
+    case: str
+    params: str
+    ours: list[float]
+    floor: list[float]
+    target: str
+    limit: float
+    higher_is_better: bool = False
+    unit: str = "s"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        """ours / floor (floor / ours where higher is better), on medians."""
+        if not self.ours or not self.floor:
+            return None
+        ours, floor = statistics.median(self.ours), statistics.median(self.floor)
+        if self.higher_is_better:
+            return floor / ours if ours else None
+        return ours / floor if floor else None
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the ratio meets the target (None for informational rows)."""
+        ratio = self.ratio
+        if ratio is None or self.limit == float("inf"):
+            return None
+        return ratio >= self.limit if self.higher_is_better else ratio <= self.limit
+
+    def _text(self, values: list[float]) -> str:
+        if not values:
+            return "-"
+        value = statistics.median(values)
+        if self.unit == "s":
+            return f"{value * 1000:,.1f} ms" if value < 10 else f"{value:,.2f} s"
+        if self.unit == "×":
+            return f"{value:,.2f}×"
+        return f"{value:,.1f} {self.unit}"
+
+    @property
+    def ours_text(self) -> str:
+        """Median of ours."""
+        return self._text(self.ours)
+
+    @property
+    def floor_text(self) -> str:
+        """Median of the floor."""
+        return self._text(self.floor)
+
+    @property
+    def spread_text(self) -> str:
+        """Interquartile range of ours."""
+        if len(self.ours) < 2:
+            return "-"
+        q = statistics.quantiles(self.ours, n=4, method="inclusive")
+        return f"{self._text([q[0]])}–{self._text([q[2]])}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As written to the JSON file."""
+        return {
+            "case": self.case,
+            "params": self.params,
+            "unit": self.unit,
+            "ours": self.ours,
+            "floor": self.floor,
+            "ours_median": statistics.median(self.ours) if self.ours else None,
+            "floor_median": statistics.median(self.floor) if self.floor else None,
+            "ratio": self.ratio,
+            "target": self.target,
+            "met": self.met,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Suite:
+    """The servers and the sizes of one run."""
+
+    convex: LocalConvex
+    localstack: LocalStack
+    quick: bool
+    only: list[str]
+
+    @property
+    def repeats(self) -> int:
+        return 3 if self.quick else 7
+
+    def wants(self, case: str) -> bool:
+        return not self.only or any(case.startswith(prefix) for prefix in self.only)
+
+    def bucket(self, prefix: str) -> BucketConfig:
+        return BucketConfig.model_validate(
+            {
+                "provider": "s3",
+                "bucket": "bench",
+                "endpoint_url": self.localstack.endpoint_url,
+                "region": self.localstack.region,
+                "access_key_id": self.localstack.access_key,
+                "secret_access_key": self.localstack.secret_key,
+                "prefix": prefix,
+            }
+        )
+
+    def config(self, **overrides: Any) -> OffloadConfig:
+        return OffloadConfig(
+            convex_url=self.convex.url,
+            convex_admin_key=self.convex.admin_key,
+            buckets={"bench": self.bucket(f"run-{uuid.uuid4().hex[:8]}/")},
+            **overrides,
+        )
+
+
+class Images:
+    """Real PNGs of chosen sizes, each call a new variant (new bytes after IEND, so a new sha256)."""
+
+    def __init__(self) -> None:
+        self._base: dict[int, bytes] = {}
+
+    def png(self, size: int) -> bytes:
+        if size not in self._base:
+            side = max(8, int((size / 3) ** 0.5))
+            image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+            out = io.BytesIO()
+            image.save(out, "PNG", compress_level=0)
+            self._base[size] = out.getvalue()
+        return self._base[size] + os.urandom(16)
+
+
+def message(thread: str, index: int, images: list[bytes], *, text: str = "look") -> Message:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts += [
+        {"type": "file", "mimeType": "image/png", "data": base64.b64encode(img).decode()} for img in images
+    ]
+    return Message(
+        id=f"{thread}-{index}-{uuid.uuid4().hex[:6]}",
+        thread_id=thread,
+        resource_id="bench-user",
+        role="user",
+        content={"format": 2, "parts": parts},
+    )
+
+
+async def timed(work: Callable[[], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    await work()
+    return time.perf_counter() - start
+
+
+def put_all(s3: Any, keys_and_data: list[tuple[str, bytes]], workers: int) -> None:
+    """boto3 puts, `workers` at a time (1 = one after another)."""
+    if workers == 1:
+        for key, data in keys_and_data:
+            s3.put_object(Bucket="bench", Key=key, Body=data)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda item: s3.put_object(Bucket="bench", Key=item[0], Body=item[1]), keys_and_data))
+
+
+def get_all(s3: Any, keys: list[str], workers: int) -> None:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda key: s3.get_object(Bucket="bench", Key=key)["Body"].read(), keys))
+
+
+async def stored_twin(plain: ConvexStore, saved: Message) -> Message:
+    """The rewritten record of a saved message, under a new id (for the floor's plain save)."""
+    [stored] = await plain.memory.list_messages_by_id([saved.id])
+    return stored.model_copy(update={"id": f"{saved.id}-floor"})
+
+
+# --- the cases ---------------------------------------------------------------------------------
+
+
+async def case_save(
+    suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
+) -> None:
+    """1. Save with attachments vs the floor; 2. against the naive way."""
+    sizes = [200 * KB, 1 * MB, 5 * MB] if not suite.quick else [200 * KB, 400 * KB]
+    config = suite.config()
+    s3 = make_client(config.buckets["bench"], max_pool_connections=config.concurrency)
+    async with (
+        OffloadingStore.connect(config) as store,
+        ConvexStore(suite.convex.url, suite.convex.admin_key) as plain,
+    ):
+        for k in (1, 4, 16):
+            progress(f"save with {k} images")
+            ours: list[float] = []
+            floor: list[float] = []
+            naive: list[float] = []
+            for _ in range(suite.repeats):
+                pictures = [images.png(sizes[i % len(sizes)]) for i in range(k)]
+                msg = message("bench-save", k, pictures)
+                ours.append(await timed(functools.partial(store.memory.save_messages, [msg])))
+                twin = await stored_twin(plain, msg)
+                keys = [(f"floor/{uuid.uuid4().hex}", p) for p in pictures]
+                start = time.perf_counter()
+                await asyncio.to_thread(put_all, s3, keys, min(k, config.concurrency))
+                await plain.memory.save_messages([twin])
+                floor.append(time.perf_counter() - start)
+                if k == 16 or suite.quick:
+                    encoded = [part["data"] for part in msg.content["parts"][1:]]
+                    start = time.perf_counter()
+                    for text in encoded:
+                        data = binascii.a2b_base64(text)
+                        await asyncio.to_thread(
+                            s3.put_object, Bucket="bench", Key=f"naive/{uuid.uuid4().hex}", Body=data
+                        )
+                    await plain.memory.save_messages([twin.model_copy(update={"id": twin.id + "-naive"})])
+                    naive.append(time.perf_counter() - start)
+            total = sum(sizes[i % len(sizes)] for i in range(k))
+            params = f"K={k}, {total / MB:.1f} MB"
+            results.append(Result("1 save with attachments", params, ours, floor, "≤ 1.25× floor", 1.25))
+            if naive:
+                results.append(
+                    Result(
+                        "2 vs naive sequential",
+                        params,
+                        ours,
+                        naive,
+                        "≥ 4× faster",
+                        4.0,
+                        higher_is_better=True,
+                    )
+                )
+    s3.close()
+
+
+async def case_resave_and_text(
+    suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
+) -> None:
+    """3. Re-save of an unchanged message; 4. text-only messages."""
+    config = suite.config()
+    async with (
+        OffloadingStore.connect(config) as store,
+        ConvexStore(suite.convex.url, suite.convex.admin_key) as plain,
+    ):
+        progress("re-save of an unchanged message")
+        msg = message("bench-resave", 0, [images.png(300 * KB) for _ in range(4)])
+        await store.memory.save_messages([msg])
+        twin = await stored_twin(plain, msg)
+        await plain.memory.save_messages([twin])
+        uploads = store.offloader.stats.uploads
+        ours, floor = [], []
+        for _ in range(suite.repeats * 3):
+            ours.append(await timed(lambda: store.memory.save_messages([msg])))
+            floor.append(await timed(lambda: plain.memory.save_messages([twin])))
+        results.append(
+            Result(
+                "3 re-save unchanged",
+                "4 images × 300 KB",
+                ours,
+                floor,
+                "≤ 1.10× plain save",
+                1.10,
+                notes={"uploads_during_resaves": store.offloader.stats.uploads - uploads},
+            )
+        )
+
+        progress("text-only messages")
+        text = "The quick brown fox jumps over the lazy dog. " * 90
+        ours, floor = [], []
+        for i in range(suite.repeats * 3):
+            ours_msg = message("bench-text", i, [], text=text)
+            plain_msg = ours_msg.model_copy(update={"id": ours_msg.id + "-plain"})
+            ours.append(await timed(functools.partial(store.memory.save_messages, [ours_msg])))
+            floor.append(await timed(functools.partial(plain.memory.save_messages, [plain_msg])))
+        results.append(
+            Result("4 text-only save", f"{len(text) / KB:.0f} KB of text", ours, floor, "≤ 1.05× plain", 1.05)
+        )
+
+
+async def case_restore(
+    suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
+) -> None:
+    """5. Listing a thread of 40 messages × 2 images, cold and from the cache."""
+    size = 200 * KB if not suite.quick else 40 * KB
+    config = suite.config()
+    thread = f"bench-restore-{uuid.uuid4().hex[:6]}"
+    progress("restore: preparing a thread of 40 messages × 2 images")
+    async with OffloadingStore.connect(config) as writer:
+        for first in range(0, 40, 10):
+            await writer.memory.save_messages(
+                [message(thread, i, [images.png(size), images.png(size)]) for i in range(first, first + 10)]
+            )
+        keys = [
+            r.key
+            for m in (await writer.store.memory.list_messages(thread, per_page=False)).messages
+            for r in _refs(m)
+        ]
+    s3 = make_client(config.buckets["bench"], max_pool_connections=config.concurrency)
+    cold: list[float] = []
+    cold_floor: list[float] = []
+    warm: list[float] = []
+    warm_floor: list[float] = []
+    async with ConvexStore(suite.convex.url, suite.convex.admin_key) as plain:
+        for _ in range(suite.repeats):
+            async with OffloadingStore.connect(config) as reader:
+                listing = functools.partial(reader.memory.list_messages, thread, per_page=False)
+                cold.append(await timed(listing))
+                warm.append(await timed(listing))
+            start = time.perf_counter()
+            await plain.memory.list_messages(thread, per_page=False)
+            await asyncio.to_thread(get_all, s3, keys, config.restore_concurrency)
+            cold_floor.append(time.perf_counter() - start)
+            warm_floor.append(await timed(lambda: plain.memory.list_messages(thread, per_page=False)))
+    s3.close()
+    params = f"40 msgs × 2 × {size / KB:.0f} KB"
+    results.append(Result("5 restore (cold)", params, cold, cold_floor, "≤ 1.30× list + gets", 1.30))
+    results.append(Result("5 restore (cached)", params, warm, warm_floor, "≤ 1.10× plain list", 1.10))
+
+
+def _refs(m: Message) -> list[Any]:
+    from convex_offload.offload.manifest import read_manifest
+
+    manifest = read_manifest(m.content.get("metadata") if isinstance(m.content, dict) else None)
+    return list(manifest.refs) if manifest else []
+
+
+async def case_cpu(
+    suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
+) -> None:
+    """6. CPU per MB of scan + decode + sniff + hash, next to base64 decode + sha256."""
+    progress("CPU per MB")
+    size = 5 * MB if not suite.quick else 1 * MB
+    payload = images.png(size)
+    text = base64.b64encode(payload).decode()
+    content = {
+        "format": 2,
+        "parts": [{"type": "text", "text": "x"}, {"type": "file", "mimeType": "image/png", "data": text}],
+    }
+    config = OffloadConfig(
+        buckets={
+            "local": BucketConfig(
+                provider="local",
+                path=suite.localstack.log_path.parent if suite.localstack.log_path else "/tmp",
+            )
+        }
+    )
+    ours, floor = [], []
+    for _ in range(suite.repeats * 3):
+        offloader = Offloader(config, {"local": LocalBlobStore("local", config.buckets["local"])})
+        start = time.process_time()
+        offloader.plan_tree(content, holder=("metadata",), tenant="t", where="bench")
+        ours.append((time.process_time() - start) / (len(payload) / MB))
+        start = time.process_time()
+        hashlib.sha256(binascii.a2b_base64(text)).hexdigest()
+        floor.append((time.process_time() - start) / (len(payload) / MB))
+    results.append(
+        Result(
+            "6 CPU per MB",
+            f"{len(payload) / MB:.1f} MB payload",
+            ours,
+            floor,
+            "≤ 1.5× decode+sha256",
+            1.5,
+            unit="s",
+        )
+    )
+
+
+async def case_memory(suite: Suite, results: list[Result], progress: Callable[[str], None]) -> None:
+    """7. Peak RSS saving and restoring one message with a 50 MB attachment, in a fresh process."""
+    progress("memory (fresh process)")
+    size = 50 * MB if not suite.quick else 5 * MB
+    prefix = f"memory-{uuid.uuid4().hex[:8]}/"
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.memory",
+        "--size",
+        str(size),
+        "--convex-url",
+        suite.convex.url,
+        "--endpoint",
+        suite.localstack.endpoint_url,
+        "--region",
+        suite.localstack.region,
+        "--prefix",
+        prefix,
+    ]
+    env = {**os.environ, "CONVEX_OFFLOAD_CONVEX_ADMIN_KEY": suite.convex.admin_key}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, check=True, timeout=600)
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    above = measured["peak_rss"] - measured["baseline_rss"]
+    results.append(
+        Result(
+            "7 peak memory",
+            f"{size / MB:.0f} MB attachment",
+            [above / MB],
+            [size / MB],
+            "≤ 3× attachment above baseline",
+            3.0,
+            unit="MB",
+            notes=measured,
+        )
+    )
+
+
+async def case_scale(
+    suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
+) -> None:
+    """8. Save and list N messages with 2 images each: the cost per message stays flat.
+
+    Two measures: this process's CPU time per message (the library's own work), and wall time per
+    message next to the plain ConvexStore's on the same server. The local Convex stand-in scans
+    every document of the database for each index lookup (convex-test has no real indexes), so
+    its own time grows with the database; a real deployment's indexed lookups do not.
+    """
+    counts = [100, 1000] if not suite.quick else [10, 40]
+    cpu: dict[int, float] = {}
+    wall: dict[int, float] = {}
+    plain_wall: dict[int, float] = {}
+    config = suite.config()
+    async with (
+        OffloadingStore.connect(config) as store,
+        ConvexStore(suite.convex.url, suite.convex.admin_key) as plain,
+    ):
+        for count in counts:
+            progress(f"scale: {count} messages")
+            thread = f"bench-scale-{count}-{uuid.uuid4().hex[:6]}"
+            batches = [
+                [
+                    message(thread, i, [images.png(20 * KB), images.png(20 * KB)])
+                    for i in range(first, min(count, first + 10))
+                ]
+                for first in range(0, count, 10)
+            ]
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for batch in batches:
+                await store.memory.save_messages(batch)
+            listed = await store.memory.list_messages(thread, per_page=False)
+            wall[count] = (time.perf_counter() - start) / count
+            cpu[count] = (time.process_time() - cpu_start) / count
+            assert len(listed.messages) == count
+            # The plain store writes the same rewritten records, in the same batches.
+            stored = (await plain.memory.list_messages(thread, per_page=False)).messages
+            plain_thread = thread + "-plain"
+            copies = [m.model_copy(update={"id": m.id + "-p", "thread_id": plain_thread}) for m in stored]
+            twins = [copies[i : i + 10] for i in range(0, len(copies), 10)]
+            start = time.perf_counter()
+            for batch in twins:
+                await plain.memory.save_messages(batch)
+            await plain.memory.list_messages(plain_thread, per_page=False)
+            plain_wall[count] = (time.perf_counter() - start) / count
+    small, large = counts[0], counts[-1]
+    params = f"N={small} vs N={large}, 2 × 20 KB"
+    results.append(
+        Result(
+            "8 scale: CPU per message",
+            params,
+            [cpu[large]],
+            [cpu[small]],
+            "≤ 1.5× (linear)",
+            1.5,
+            notes={"cpu_seconds_per_message": {str(k): v for k, v in cpu.items()}},
+        )
+    )
+    growth = wall[large] / wall[small]
+    plain_growth = plain_wall[large] / plain_wall[small]
+    results.append(
+        Result(
+            "8 scale: wall per message",
+            params + " (growth vs plain store's)",
+            [growth],
+            [plain_growth],
+            "informational",
+            float("inf"),
+            unit="×",
+            notes={
+                "wall_seconds_per_message": {str(k): v for k, v in wall.items()},
+                "plain_store_wall_seconds_per_message": {str(k): v for k, v in plain_wall.items()},
+            },
+        )
+    )
+
+
+async def run_suite(suite: Suite, progress: Callable[[str], None]) -> list[Result]:
+    """Every case, in order."""
+    images = Images()
+    results: list[Result] = []
+    if suite.wants("1") or suite.wants("2"):
+        await case_save(suite, images, results, progress)
+    if suite.wants("3") or suite.wants("4"):
+        await case_resave_and_text(suite, images, results, progress)
+    if suite.wants("5"):
+        await case_restore(suite, images, results, progress)
+    if suite.wants("6"):
+        await case_cpu(suite, images, results, progress)
+    if suite.wants("7"):
+        await case_memory(suite, results, progress)
+    if suite.wants("8"):
+        await case_scale(suite, images, results, progress)
+    return results
