@@ -84,7 +84,7 @@ class Prepared:
     sha256: str
     size: int
     sniffed_type: str
-    data: bytearray | None
+    data: bytes | bytearray | None
 
 
 @dataclass(slots=True)

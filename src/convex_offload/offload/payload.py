@@ -23,7 +23,7 @@ SNIFF_BYTES: Final = 4096
 class Decoded:
     """A payload's bytes with their sha256 (hex)."""
 
-    data: bytearray
+    data: bytes | bytearray
     sha256: str
 
     @property
@@ -43,6 +43,17 @@ def decode_base64(text: str, *, start: int = 0, end: int | None = None, where: s
     length = stop - start
     if length % 4:
         raise MalformedAttachmentError(f"base64 of {length} characters is not a multiple of 4", path=where)
+    if start == 0 and stop == len(text):
+        # The whole string is the payload: one decode, no slice copied.
+        try:
+            whole: bytes = pybase64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedAttachmentError(
+                "not valid base64 (characters outside base64)", path=where
+            ) from None
+        if length and not _tail_is_canonical(text, stop, whole):
+            raise MalformedAttachmentError("base64 has non-zero padding bits (not canonical)", path=where)
+        return Decoded(data=whole, sha256=hashlib.sha256(whole).hexdigest())
     out = bytearray(length // 4 * 3)
     digest = hashlib.sha256()
     written = 0
@@ -68,7 +79,7 @@ def decode_base64(text: str, *, start: int = 0, end: int | None = None, where: s
     return Decoded(data=out, sha256=digest.hexdigest())
 
 
-def _tail_is_canonical(text: str, stop: int, data: bytearray) -> bool:
+def _tail_is_canonical(text: str, stop: int, data: bytes | bytearray) -> bool:
     """True when the last quantum of `text` is what encoding `data` would write."""
     tail_bytes = len(data) % 3 or 3
     expected = binascii.b2a_base64(bytes(data[-tail_bytes:]), newline=False).decode("ascii")
