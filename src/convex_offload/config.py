@@ -55,6 +55,12 @@ class BucketConfig(BaseModel):
     kms_key_id: str | None = None
     storage_class: str | None = None
     max_object_bytes: Annotated[int, Field(gt=0)] = 100 << 20
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        60, description="Connect/read timeout of one request to the bucket."
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        4, description="Attempts per request, retries included (throttling, 5xx, broken connections)."
+    )
     allowed_types: list[str] = Field(default_factory=lambda: ["*/*"])
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins that must be allowed to GET (checked by `doctor`)."
@@ -141,6 +147,9 @@ class OffloadConfig(BaseSettings):
         validation_alias=AliasChoices(
             "convex_admin_key", "CONVEX_OFFLOAD_CONVEX_ADMIN_KEY", "CONVEX_ADMIN_KEY"
         ),
+    )
+    convex_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        30, description="Timeout of one request to Convex (retried, bounded, when safe)."
     )
     buckets: dict[str, BucketConfig] = Field(default_factory=dict)
     default_bucket: str | None = None

@@ -185,9 +185,9 @@ def make_client(config: BucketConfig, *, max_pool_connections: int = 10) -> S3Cl
         "signature_version": "s3v4",
         "s3": {"addressing_style": "path"},
         "max_pool_connections": max_pool_connections,
-        "retries": {"max_attempts": 4, "mode": "standard"},
-        "connect_timeout": 10,
-        "read_timeout": 60,
+        "retries": {"max_attempts": config.max_attempts, "mode": "standard"},
+        "connect_timeout": min(10.0, config.timeout_seconds),
+        "read_timeout": config.timeout_seconds,
     }
     if config.provider == "r2":
         # R2 rejects the CRC32 trailer boto3 >= 1.36 sends by default (FACTS §8).

@@ -12,18 +12,22 @@ from convex_offload.convex.client import ConvexClient
 
 class ClientOwner:
     """Base of the stores: holds a `ConvexClient` (made from `url` and `admin_key`, or given), and
-    closes it on `aclose()` / `async with` only if it made it."""
+    closes it on `aclose()` / `async with` if it made it (or was given it with `owns_client`)."""
 
     def __init__(
-        self, url: str | None, admin_key: str | SecretStr | None, client: ConvexClient | None
+        self,
+        url: str | None,
+        admin_key: str | SecretStr | None,
+        client: ConvexClient | None,
+        *,
+        owns_client: bool = False,
     ) -> None:
         if client is None:
             if url is None or admin_key is None:
                 raise ValueError(f"{type(self).__name__} needs a url and an admin_key, or a client")
             client = ConvexClient(url, admin_key)
-            self._owns_client = True
-        else:
-            self._owns_client = False
+            owns_client = True
+        self._owns_client = owns_client
         self.client = client
 
     def __repr__(self) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Literal, Self, overload
 from convex_offload.blobs.base import BlobStore
 from convex_offload.blobs.factory import open_buckets
 from convex_offload.config import OffloadConfig
+from convex_offload.convex.client import ConvexClient
 from convex_offload.convex.values import check_value, document_size, dumps
 from convex_offload.errors import (
     AttachmentMissingError,
@@ -129,7 +130,10 @@ class OffloadingStore:
         """Open the store for `config.convex_url` / `config.convex_admin_key`."""
         if config.convex_url is None or config.convex_admin_key is None:
             raise InvalidInputError("convex_url and convex_admin_key are needed to connect")
-        return cls(ConvexStore(config.convex_url, config.convex_admin_key), config, **kwargs)
+        client = ConvexClient(
+            config.convex_url, config.convex_admin_key, timeout=config.convex_timeout_seconds
+        )
+        return cls(ConvexStore(client=client, owns_client=True), config, **kwargs)
 
     def __repr__(self) -> str:
         return f"OffloadingStore({self.store!r}, buckets={sorted(self.buckets)})"

@@ -57,8 +57,9 @@ class ConvexVector(ClientOwner):
         *,
         client: ConvexClient | None = None,
         storage_function: str = DEFAULT_STORAGE_FUNCTION,
+        owns_client: bool = False,
     ) -> None:
-        super().__init__(url, admin_key, client)
+        super().__init__(url, admin_key, client, owns_client=owns_client)
         self.db = StorageDB(self.client, storage_function)
 
     @staticmethod
