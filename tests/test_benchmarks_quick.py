@@ -11,6 +11,7 @@ from pathlib import Path
 CASES = {
     "1 save with attachments",
     "2 vs naive sequential",
+    "2 vs naive, bucket 20 ms away",
     "3 re-save unchanged",
     "4 text-only save",
     "5 restore (cold)",

@@ -166,7 +166,7 @@ class OffloadConfig(BaseSettings):
     max_record_bytes: Annotated[int, Field(gt=0, le=1 << 20)] = Field(
         1 << 20, description="Largest Convex document a rewritten record may make."
     )
-    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    concurrency: Annotated[int, Field(ge=1, le=256)] = Field(16, description="Uploads in flight at once.")
     restore_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     cache_bytes: Annotated[int, Field(ge=0)] = 128 << 20
     max_depth: Annotated[int, Field(ge=2, le=512)] = 64
