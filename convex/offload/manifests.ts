@@ -14,7 +14,7 @@ const OWNER_TABLE: Record<ScannedTable, string> = {
   mastra_resources: "mastra_resources",
   mastra_workflow_snapshots: "mastra_workflow_snapshot",
 };
-const INLINE_HINT = /;base64,|"(?:data|image|base64|bytes)":"[A-Za-z0-9+/]{1024}/;
+const INLINE_HINT = /;base64,[A-Za-z0-9+/]{256}|"(?:data|image|base64|bytes)":"[A-Za-z0-9+/]{1024}/;
 
 function parse(value: unknown): unknown {
   if (typeof value !== "string") return value;
