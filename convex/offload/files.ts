@@ -1,7 +1,7 @@
 // Convex file storage for offloaded attachments. Internal functions: only a caller holding the
 // deployment's admin key (the Python library) can reach them, never a browser.
 import { v } from "convex/values";
-import { internalMutation, internalQuery } from "../_generated/server";
+import { internalMutation, internalQuery, type QueryCtx } from "../_generated/server";
 
 /** A short-lived URL that accepts one POST of the file's bytes and answers `{storageId}`. */
 export const generateUploadUrl = internalMutation({
@@ -55,6 +55,13 @@ export const getMetadata = internalQuery({
   },
 });
 
+async function fileByKey(ctx: QueryCtx, key: string) {
+  return await ctx.db
+    .query("offload_files")
+    .withIndex("by_key", (q) => q.eq("key", key))
+    .unique();
+}
+
 const fileEntry = v.object({
   key: v.string(),
   storageId: v.id("_storage"),
@@ -71,10 +78,7 @@ export const lookup = internalQuery({
   args: { key: v.string() },
   returns: v.union(fileEntry, v.null()),
   handler: async (ctx, { key }) => {
-    const row = await ctx.db
-      .query("offload_files")
-      .withIndex("by_key", (q) => q.eq("key", key))
-      .unique();
+    const row = await fileByKey(ctx, key);
     if (row === null) return null;
     const { _id, _creationTime, ...entry } = row;
     return { ...entry, url: await ctx.storage.getUrl(row.storageId) };
@@ -102,10 +106,7 @@ export const commit = internalMutation({
       await ctx.storage.delete(args.storageId);
       throw new Error(`storage file ${args.storageId} has ${stored.size} bytes, expected ${args.size}`);
     }
-    const existing = await ctx.db
-      .query("offload_files")
-      .withIndex("by_key", (q) => q.eq("key", args.key))
-      .unique();
+    const existing = await fileByKey(ctx, args.key);
     if (existing !== null) {
       if (existing.storageId !== args.storageId) await ctx.storage.delete(args.storageId);
       return { created: false, url: await ctx.storage.getUrl(existing.storageId) };
@@ -120,10 +121,7 @@ export const deleteByKey = internalMutation({
   args: { key: v.string() },
   returns: v.boolean(),
   handler: async (ctx, { key }) => {
-    const row = await ctx.db
-      .query("offload_files")
-      .withIndex("by_key", (q) => q.eq("key", key))
-      .unique();
+    const row = await fileByKey(ctx, key);
     if (row === null) return false;
     await ctx.db.delete(row._id);
     if ((await ctx.db.system.get(row.storageId)) !== null) await ctx.storage.delete(row.storageId);

@@ -176,6 +176,11 @@ const refRow = v.object({
   createdAt: v.number(),
 });
 
+/** A row as the functions answer it (no system fields, no token). */
+function rowView({ bucket, key, tenant, owner, state, expiresAt, size, sha256, createdAt }: Doc<"offload_refs">) {
+  return { bucket, key, tenant, owner, state, ...(expiresAt !== undefined ? { expiresAt } : {}), size, sha256, createdAt };
+}
+
 /** One page of every row, in (bucket, key) order: for the collector, `verify` and `stats`. */
 export const list = internalQuery({
   args: { cursor: v.union(v.string(), v.null()), pageSize: v.number() },
@@ -185,21 +190,7 @@ export const list = internalQuery({
       .query("offload_refs")
       .withIndex("by_object")
       .paginate({ cursor, numItems: Math.max(1, Math.min(pageSize, 1000)) });
-    return {
-      page: result.page.map(({ bucket, key, tenant, owner, state, expiresAt, size, sha256, createdAt }) => ({
-        bucket,
-        key,
-        tenant,
-        owner,
-        state,
-        ...(expiresAt !== undefined ? { expiresAt } : {}),
-        size,
-        sha256,
-        createdAt,
-      })),
-      isDone: result.isDone,
-      continueCursor: result.continueCursor,
-    };
+    return { page: result.page.map(rowView), isDone: result.isDone, continueCursor: result.continueCursor };
   },
 });
 
@@ -207,18 +198,7 @@ export const list = internalQuery({
 export const ofObject = internalQuery({
   args: objectKey,
   returns: v.array(refRow),
-  handler: async (ctx, object) =>
-    (await rowsOf(ctx, object)).map(({ bucket, key, tenant, owner, state, expiresAt, size, sha256, createdAt }) => ({
-      bucket,
-      key,
-      tenant,
-      owner,
-      state,
-      ...(expiresAt !== undefined ? { expiresAt } : {}),
-      size,
-      sha256,
-      createdAt,
-    })),
+  handler: async (ctx, object) => (await rowsOf(ctx, object)).map(rowView),
 });
 
 

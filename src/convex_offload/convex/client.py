@@ -12,12 +12,12 @@ import logging
 import random
 import re
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr
 
+from convex_offload.closing import AsyncClosing
 from convex_offload.errors import (
     ConvexAuthError,
     ConvexFunctionError,
@@ -46,7 +46,7 @@ _LIMIT = re.compile(
 _CLIENT_NAME = "convex-offload-python-0.1.0"
 
 
-class ConvexClient:
+class ConvexClient(AsyncClosing):
     """Calls Convex functions over HTTP as the deployment's admin.
 
     One client holds one connection pool; close it with `aclose()` or use it as an async context
@@ -84,14 +84,6 @@ class ConvexClient:
 
     def __repr__(self) -> str:
         return f"ConvexClient(url={self.url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
 from pydantic import SecretStr
 
+from convex_offload.closing import AsyncClosing
 from convex_offload.convex.client import ConvexClient
 
 
-class ClientOwner:
+class ClientOwner(AsyncClosing):
     """Base of the stores: holds a `ConvexClient` (made from `url` and `admin_key`, or given), and
     closes it on `aclose()` / `async with` if it made it (or was given it with `owns_client`)."""
 
@@ -32,14 +30,6 @@ class ClientOwner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.client!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the client if this object created it."""

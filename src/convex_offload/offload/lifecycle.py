@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from convex_offload.blobs.base import ObjectInfo
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import ConvexOffloadError
 from convex_offload.offload.engine import Offloader
@@ -139,6 +140,14 @@ class Lifecycle:
                 return
             cursor = page["continueCursor"]
 
+    async def objects(self) -> AsyncIterator[tuple[str, ObjectInfo]]:
+        """Every object of every bucket whose key this library wrote (never others, even in a
+        shared bucket), with its bucket's name."""
+        for name, bucket in self.offloader.buckets.items():
+            async for info in bucket.list_objects(bucket.config.prefix):
+                if self.offloader.is_our_key(name, info.key):
+                    yield name, info
+
     async def all_records(self) -> AsyncIterator[RecordInfo]:
         """Every record of every scanned table."""
         for table in SCANNED_TABLES:
@@ -199,29 +208,26 @@ class Lifecycle:
 
         await phase("sweep")
         cutoff = datetime.now(UTC) - grace
-        for name, bucket in self.offloader.buckets.items():
-            async for info in bucket.list_objects(bucket.config.prefix):
-                if not self.offloader.is_our_key(name, info.key):
-                    continue  # never touch what this library did not write, even in a shared bucket
-                report.objects_scanned += 1
-                ident = (name, info.key)
-                if ident in marked:
-                    report.referenced += 1
-                    continue
-                if info.last_modified is not None and info.last_modified > cutoff:
-                    report.young += 1
-                    continue
-                if dry_run and ident in alive_rows:
-                    continue  # a lease holds it; the claim would refuse
-                report.orphans.append(ident)
-                if progress is not None:
-                    progress("objects", report.objects_scanned)
-                if dry_run:
-                    continue
-                outcome = await self._delete_one(name, info.key)
-                getattr(report, outcome).append(ident)
-                if outcome == "deleted":
-                    report.bytes_freed += info.size
+        async for name, info in self.objects():
+            report.objects_scanned += 1
+            ident = (name, info.key)
+            if ident in marked:
+                report.referenced += 1
+                continue
+            if info.last_modified is not None and info.last_modified > cutoff:
+                report.young += 1
+                continue
+            if dry_run and ident in alive_rows:
+                continue  # a lease holds it; the claim would refuse
+            report.orphans.append(ident)
+            if progress is not None:
+                progress("objects", report.objects_scanned)
+            if dry_run:
+                continue
+            outcome = await self._delete_one(name, info.key)
+            getattr(report, outcome).append(ident)
+            if outcome == "deleted":
+                report.bytes_freed += info.size
         await phase("done")
         return report
 

@@ -126,17 +126,14 @@ async def verify(
         if found is not None:
             report.problems.append(found)
     cutoff = datetime.now(UTC) - grace
-    for name, bucket in store.buckets.items():
-        async for info in bucket.list_objects(bucket.config.prefix):
-            if (name, info.key) in wanted or not store.offloader.is_our_key(name, info.key):
-                continue
-            if info.last_modified is not None and info.last_modified > cutoff:
-                continue  # possibly an upload whose record is being written right now
-            report.problems.append(
-                Problem(
-                    "unreferenced", f"{name}:{info.key}", "no record references this object", name, info.key
-                )
-            )
+    async for name, info in store.lifecycle.objects():
+        if (name, info.key) in wanted:
+            continue
+        if info.last_modified is not None and info.last_modified > cutoff:
+            continue  # possibly an upload whose record is being written right now
+        report.problems.append(
+            Problem("unreferenced", f"{name}:{info.key}", "no record references this object", name, info.key)
+        )
     return report
 
 
@@ -200,11 +197,11 @@ async def stats(store: OffloadingStore, *, top: int = 10, progress: Progress | N
         if progress is not None:
             progress("records", count, record.size)
     report.largest = [(label, size) for size, label in largest]
-    for name, bucket in store.buckets.items():
-        totals = report.buckets.setdefault(name, BucketStats())
-        async for info in bucket.list_objects(bucket.config.prefix):
-            totals.objects += 1
-            totals.bytes += info.size
+    for name in store.buckets:
+        report.buckets[name] = BucketStats()
+    async for name, info in store.lifecycle.objects():
+        report.buckets[name].objects += 1
+        report.buckets[name].bytes += info.size
     states: Counter[str] = Counter()
     async for row in store.registry.rows():
         states[row.state] += 1

@@ -129,17 +129,7 @@ def _classify(
         if _URL_SCHEME.match(text):
             return None
         return [
-            Candidate(
-                path=path,
-                text=text,
-                form="base64",
-                header="",
-                start=0,
-                end=len(text),
-                declared_type=_declared_type(parent),
-                filename=_filename(parent),
-                strict=True,
-            )
+            _raw_base64(path, text, declared=_declared_type(parent), filename=_filename(parent), strict=True)
         ]
     if len(text) < min_chars:
         return None
@@ -162,20 +152,25 @@ def _classify(
         ]
         return embedded or None
     if len(text) >= bare_min_chars and _looks_like_base64(text):
-        return [
-            Candidate(
-                path=path,
-                text=text,
-                form="base64",
-                header="",
-                start=0,
-                end=len(text),
-                declared_type=None,
-                filename=None,
-                strict=False,
-            )
-        ]
+        return [_raw_base64(path, text, declared=None, filename=None, strict=False)]
     return None
+
+
+def _raw_base64(
+    path: tuple[Token, ...], text: str, *, declared: str | None, filename: str | None, strict: bool
+) -> Candidate:
+    """A whole string of raw base64."""
+    return Candidate(
+        path=path,
+        text=text,
+        form="base64",
+        header="",
+        start=0,
+        end=len(text),
+        declared_type=declared,
+        filename=filename,
+        strict=strict,
+    )
 
 
 def _is_bytes_part(parent: dict[str, Any]) -> bool:

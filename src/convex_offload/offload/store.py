@@ -18,11 +18,11 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Literal, Self, overload
+from typing import Any, Literal, overload
 
 from convex_offload.blobs.base import BlobStore
 from convex_offload.blobs.factory import open_buckets
+from convex_offload.closing import AsyncClosing
 from convex_offload.config import OffloadConfig
 from convex_offload.convex.client import ConvexClient
 from convex_offload.convex.values import check_value, document_size, dumps
@@ -96,7 +96,7 @@ ROOT_HOLDER: tuple[Token, ...] = ()
 WRITE_ATTEMPTS = 3
 
 
-class OffloadingStore:
+class OffloadingStore(AsyncClosing):
     """Wraps a `ConvexStore`: same interface, attachments offloaded to the configured buckets.
 
     Build it with `OffloadingStore(store, config)` (buckets are opened from the config; Convex file
@@ -161,14 +161,6 @@ class OffloadingStore:
             "scores": self.scores,
         }
         return domains[name]
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the buckets and the wrapped store (not for views)."""

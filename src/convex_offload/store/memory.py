@@ -167,9 +167,7 @@ class MemoryStore:
             rows.extend(await self.db.query_table(TABLE_MESSAGES, [Filter("thread_id", tid)]))
         if resource_id:
             rows = [row for row in rows if row.get("resourceId") == resource_id]
-        rows = [row for row in rows if in_date_range(parse_iso(row["createdAt"]), date_range)]
-        rows = [row for row in rows if row_matches_metadata(row.get("content"), expected)]
-        rows = sort_rows(rows, field, descending, row_field)
+        rows = filtered_rows(rows, date_range, expected, field, descending)
         total = len(rows)
         messages = [
             Message.from_row(row) for row in (rows if per_page is False else rows[offset : offset + size])
@@ -217,9 +215,7 @@ class MemoryStore:
             raise InvalidInputError("page value too large")
         offset, reported = pagination(page, per_page, size)
         rows = await self.db.query_table(TABLE_MESSAGES, [Filter("resourceId", resource_id)])
-        rows = [row for row in rows if in_date_range(parse_iso(row["createdAt"]), date_range)]
-        rows = [row for row in rows if row_matches_metadata(row.get("content"), expected)]
-        rows = sort_rows(rows, field, descending, row_field)
+        rows = filtered_rows(rows, date_range, expected, field, descending)
         total = len(rows)
         chosen = rows[offset : offset + size]
         # The TS store passes the page through MessageList, which re-orders it by createdAt.
@@ -360,6 +356,23 @@ class MemoryStore:
                     found.append(Message.from_row(row))
                     seen.add(row["id"])
         return found
+
+
+def filtered_rows(
+    rows: list[dict[str, Any]],
+    date_range: DateRange | None,
+    metadata: dict[str, Any] | None,
+    field: str,
+    descending: bool,
+) -> list[dict[str, Any]]:
+    """Message rows inside `date_range`, whose content metadata matches, sorted as TS sorts them."""
+    kept = [
+        row
+        for row in rows
+        if in_date_range(parse_iso(row["createdAt"]), date_range)
+        and row_matches_metadata(row.get("content"), metadata)
+    ]
+    return sort_rows(kept, field, descending, row_field)
 
 
 def save_requests(rows: Sequence[dict[str, Any]], thread_ids: Sequence[str]) -> list[dict[str, Any]]:
