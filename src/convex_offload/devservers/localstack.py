@@ -241,16 +241,19 @@ class LocalStack:
 
     @property
     def port(self) -> int:
+        """The loopback port the gateway listens on."""
         if self._port is None or self._proc is None:
             raise LocalStackError("LocalStack is not running: call start() or use it as a context manager")
         return self._port
 
     @property
     def endpoint_url(self) -> str:
+        """`http://127.0.0.1:<port>`: the S3 endpoint."""
         return f"http://{_HOST}:{self.port}"
 
     @property
     def pid(self) -> int | None:
+        """LocalStack's process id while it runs."""
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> Self:
