@@ -456,7 +456,8 @@ class OffloadingMemory:
             page=page,
             order_by=order_by,
         )
-        return result.model_copy(update={"messages": await self._restored_messages(result.messages)})
+        await self._restored_messages(result.messages)  # in place: the page holds the same messages
+        return result
 
     async def list_messages_by_resource_id(
         self,
@@ -477,7 +478,8 @@ class OffloadingMemory:
             page=page,
             order_by=order_by,
         )
-        return result.model_copy(update={"messages": await self._restored_messages(result.messages)})
+        await self._restored_messages(result.messages)  # in place: the page holds the same messages
+        return result
 
     async def list_messages_by_id(self, message_ids: Sequence[str]) -> list[Message]:
         """`MemoryStore.list_messages_by_id`, with every message restored."""
