@@ -15,7 +15,16 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +37,7 @@ from convex_offload.errors import BucketConfigError
 Provider = Literal["s3", "r2", "convex", "local"]
 MAX_PRESIGN_TTL = 7 * 24 * 3600
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9._-]+/)*$")
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
 _TOML_FILE: ContextVar[Path | None] = ContextVar("convex_offload_toml_file", default=None)
 
 
@@ -69,6 +79,14 @@ class BucketConfig(BaseModel):
         "attachment", description="HTML/SVG/JS: stored with Content-Disposition: attachment, or refused."
     )
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com (or *)")
+        return origins
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.provider in ("s3", "r2") and not self.bucket:
@@ -86,11 +104,6 @@ class BucketConfig(BaseModel):
             raise ValueError(f"`prefix` {self.prefix!r} must be empty or path segments each ending with '/'")
         if self.public_base_url is not None and not self.public_base_url.startswith(("https://", "http://")):
             raise ValueError("`public_base_url` must be an http(s) URL")
-        for origin in self.cors_origins:
-            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
-                raise ValueError(
-                    f"`cors_origins` entry {origin!r} is not an origin like https://app.example.com"
-                )
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ValueError("`access_key_id` and `secret_access_key` go together")
         return self
