@@ -1,24 +1,28 @@
 """The `convex-offload` command line.
 
 Exit codes mean something: 0 all is well, 1 problems were found (or the command failed),
-2 usage or configuration error. Every command can answer in JSON (`--json`) for scripts.
+2 usage or configuration error. Every command can answer in JSON (`--json`) for scripts: one
+document whose `ok` agrees with the exit code; a failure prints `{"ok": false, "error": {...}}`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.filesize import decimal
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from convex_offload.config import OffloadConfig
@@ -27,69 +31,211 @@ from convex_offload.errors import BucketConfigError, ConvexOffloadError
 if TYPE_CHECKING:
     from convex_offload.offload.store import OffloadingStore
 
-app = typer.Typer(
-    name="convex-offload",
-    help="Keep Mastra conversations in Convex small: attachments go to S3, R2, Convex files or a folder.",
-    epilog="Examples: convex-offload doctor -c convex-offload.toml | convex-offload migrate --dry-run "
-    "| convex-offload gc --grace 2h | convex-offload verify --deep --json",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-errors = Console(stderr=True)
-
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
+app = typer.Typer(
+    name="convex-offload",
+    epilog=(
+        "Examples:\n\n"
+        "  convex-offload demo\n"
+        "  convex-offload doctor -c convex-offload.toml\n"
+        "  convex-offload migrate --dry-run -c convex-offload.toml\n"
+        "  convex-offload verify --deep --json -c convex-offload.toml\n"
+        "  convex-offload gc --grace 2h -c convex-offload.toml\n\n"
+        "Run 'convex-offload COMMAND --help' for a command's options and examples."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+errors = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
 
 @app.callback()
 def _root() -> None:
-    """Keep Mastra conversations in Convex small: attachments go to S3, R2, Convex files or a folder."""
+    """Keep Mastra conversations in Convex small: attachments go to S3, R2, Convex files or a folder.
+
+    Every command but demo reads a TOML file (-c/--config) and the environment (CONVEX_URL,
+    CONVEX_ADMIN_KEY, CONVEX_OFFLOAD_*). Exit codes: 0 all is well, 1 problems found, 2 usage or
+    configuration error. --json prints one JSON document for scripts.
+    """
 
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (its 'ok' agrees with the exit code).")
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
         "-c",
-        help="TOML configuration (buckets, rules, Convex URL). CONVEX_OFFLOAD_* and CONVEX_URL / "
-        "CONVEX_ADMIN_KEY environment variables apply too and win over the file.",
-        exists=False,
+        metavar="<file>",
+        help="TOML configuration: buckets, rules, Convex URL and key. The environment (CONVEX_URL, "
+        "CONVEX_ADMIN_KEY, CONVEX_OFFLOAD_*) applies too and wins over the file.",
         dir_okay=False,
     ),
 ]
-T = TypeVar("T")
+
+
+def _examples(*lines: str, note: str = "") -> str:
+    text = "Examples:\n\n" + "\n".join(f"  {line}" for line in lines)
+    return text + (f"\n\n{note}" if note else "")
+
+
+# --- plumbing --------------------------------------------------------------------------------
 
 
 def _emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
-@app.command()
+def _emit_line(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _fail(code: int, label: str, exc: Exception, as_json: bool) -> NoReturn:
+    message = str(exc) if isinstance(exc, BucketConfigError) else f"{type(exc).__name__}: {exc}"
+    errors.print(f"[red]{label}:[/red] {escape(message)}", markup=True, soft_wrap=True)
+    if as_json:  # one line, so it also ends a --progress-lines stream
+        _emit_line({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}})
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _reporting_errors(as_json: bool) -> Iterator[None]:
+    """Configuration errors exit 2, anything else the library raises exits 1; both said plainly.
+
+    The library's errors never carry secrets, so their messages are safe to print.
+    """
+    try:
+        yield
+    except BucketConfigError as exc:
+        _fail(EXIT_USAGE, "configuration error", exc, as_json)
+    except ConvexOffloadError as exc:
+        _fail(EXIT_PROBLEMS, "error", exc, as_json)
+
+
+def _config(path: Path | None) -> OffloadConfig:
+    """The configuration, with what every command but demo needs: Convex URL and key, a bucket."""
+    config = OffloadConfig.load(path)
+    if config.convex_url is None:
+        raise BucketConfigError("convex_url: not set (in the config file, or CONVEX_URL)")
+    if not config.convex_url.startswith(("http://", "https://")):
+        raise BucketConfigError(f"convex_url: {config.convex_url!r} is not an http(s) URL")
+    if config.convex_admin_key is None or not config.convex_admin_key.get_secret_value().strip():
+        raise BucketConfigError("convex_admin_key: not set (in the config file, or CONVEX_ADMIN_KEY)")
+    if not config.buckets:
+        raise BucketConfigError("buckets: none configured (add a [buckets.<name>] table)")
+    return config
+
+
+def _with_store(config: OffloadConfig, work: Callable[[OffloadingStore], Awaitable[T]]) -> T:
+    from convex_offload.offload.store import OffloadingStore
+
+    async def run() -> T:
+        async with OffloadingStore.connect(config) as store:
+            return await work(store)
+
+    return asyncio.run(run())
+
+
+class _Bar:
+    """A progress line (what, counts, bytes, time); does nothing when not shown."""
+
+    def __init__(self, progress: Progress | None = None, task: TaskID | None = None) -> None:
+        self._progress = progress
+        self._task = task
+
+    @property
+    def shown(self) -> bool:
+        """Whether a bar is on screen (callers pass no callback otherwise)."""
+        return self._progress is not None
+
+    def advance(self, what: str, count: int, size: int = 0) -> None:
+        """`count` of `what` done so far, `size` bytes."""
+        if self._progress is not None and self._task is not None:
+            counts = f"{count:,} {what}" + (f", {decimal(size)}" if size else "")
+            self._progress.update(self._task, counts=counts)
+
+    def describe(self, text: str) -> None:
+        """What is being worked on now."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=text)
+
+
+@contextmanager
+def _progress(wanted: bool, description: str) -> Iterator[_Bar]:
+    """A progress bar on stdout when `wanted` and stdout is a terminal; gone when done."""
+    if not wanted or not console.is_terminal:
+        yield _Bar()
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield _Bar(progress, progress.add_task(description, total=None, counts=""))
+
+
+def parse_duration(text: str, option: str = "--grace") -> timedelta:
+    """`90s`, `15m`, `1h`, `2d` (a bare number is seconds)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if match is None:
+        raise typer.BadParameter(
+            f"{text!r} is not a duration like 90s, 15m, 1h or 2d", param_hint=f"'{option}'"
+        )
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+
+
+def _facts(title: str, rows: list[tuple[str, str]]) -> Table:
+    view = Table(title=title, show_header=False, title_justify="left")
+    view.add_column("what")
+    view.add_column("value", justify="right")
+    for row in rows:
+        view.add_row(*row)
+    return view
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=_examples(
+        "convex-offload demo", "convex-offload demo --json", "convex-offload demo --bucket-dir ./bucket"
+    )
+)
 def demo(
     as_json: JsonOption = False,
     keep: Annotated[
-        Path | None, typer.Option("--bucket-dir", help="Keep the demo's bucket in this folder.")
+        Path | None,
+        typer.Option("--bucket-dir", metavar="<dir>", help="Keep the demo's bucket in this folder."),
     ] = None,
 ) -> None:
-    """Run an image chat on a local Convex server and a local folder bucket (the main job).
+    """Run an image chat through the offloader on a local Convex server and a folder bucket.
 
-    Prints, per message, the size the app saved, the size of the record Convex stored, and
-    whether reading it back restored the attachments byte for byte.
+    Starts its own local servers (nothing to configure). Prints, per message, the size the app
+    saved, the size of the record Convex stored, and whether reading it back restored the
+    attachments byte for byte. Exit 1 if any message did not come back exactly.
     """
     from convex_offload.demo import run_demo
     from convex_offload.devservers.local_convex import LocalConvex
 
-    with LocalConvex() as server:
+    with _reporting_errors(as_json), LocalConvex() as server:
         result = asyncio.run(run_demo(server.url, server.admin_key, keep))
     if as_json:
         _emit_json(
             {
-                "thread": result.thread_id,
                 "ok": result.ok,
+                "thread": result.thread_id,
                 "uploads": result.uploads,
                 "objects": result.objects,
                 "bucket_bytes": result.bucket_bytes,
@@ -122,100 +268,76 @@ def demo(
     raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEMS)
 
 
-def _config(path: Path | None) -> OffloadConfig:
-    config = OffloadConfig.load(path)
-    if not config.buckets:
-        raise BucketConfigError("buckets: no bucket is configured")
-    if config.convex_url is None or config.convex_admin_key is None:
-        raise BucketConfigError(
-            "convex_url / convex_admin_key: not configured (or set CONVEX_URL, CONVEX_ADMIN_KEY)"
-        )
-    return config
-
-
-def _with_store(config: OffloadConfig, work: Callable[[OffloadingStore], Awaitable[T]]) -> T:
-    from convex_offload.offload.store import OffloadingStore
-
-    async def run() -> T:
-        async with OffloadingStore.connect(config) as store:
-            return await work(store)
-
-    return asyncio.run(run())
-
-
-@contextmanager
-def _progress(enabled: bool, description: str) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A progress bar with counts and bytes when stdout is a terminal (and not --json)."""
-    if not enabled or not console.is_terminal:
-        yield None
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TimeElapsedColumn(),
+@app.command(
+    epilog=_examples(
+        "convex-offload migrate --dry-run -c convex-offload.toml",
+        "convex-offload migrate --state migrate.json -c convex-offload.toml",
+        "convex-offload migrate --table mastra_messages --page-size 20 --json",
+        note="With --state, an interrupted run (Ctrl-C, a crash, kill -9) resumes where its last "
+        "page ended; without it, a rerun rescans and finds nothing left to move.",
     )
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(description, total=None, counts="")
-
-        def update(what: str, count: int, size: int) -> None:
-            bar.update(task, counts=f"{count:,} {what}" + (f", {size / (1 << 20):,.1f} MiB" if size else ""))
-
-        yield update
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90s`, `15m`, `1h`, `2d` (or plain seconds)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if match is None:
-        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 1h or 2d")
-    value, unit = float(match.group(1)), match.group(2) or "s"
-    return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
-
-
-@app.command()
+)
 def migrate(
     config_path: ConfigOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would move; change nothing.")
     ] = False,
     state: Annotated[
-        Path | None, typer.Option("--state", help="Progress file: an interrupted run resumes from it.")
+        Path | None,
+        typer.Option(
+            "--state",
+            metavar="<file>",
+            help="Progress file, saved after every page: a rerun resumes from it.",
+        ),
     ] = None,
     table: Annotated[
         list[str] | None,
-        typer.Option("--table", help="Only this table (repeatable): mastra_messages, mastra_threads, ..."),
+        typer.Option(
+            "--table",
+            metavar="<table>",
+            help="Only this table (repeatable): mastra_messages, mastra_threads, mastra_resources, "
+            "mastra_workflow_snapshots. Default: all.",
+        ),
     ] = None,
     page_size: Annotated[
-        int, typer.Option("--page-size", min=1, max=500, help="Records read per page.")
+        int, typer.Option("--page-size", metavar="<n>", min=1, max=500, help="Records read per page.")
     ] = 50,
     progress_lines: Annotated[
-        bool, typer.Option("--progress-lines", help="Print one JSON line per finished page (for scripts).")
+        bool,
+        typer.Option(
+            "--progress-lines",
+            help='Print a JSON line per finished page ({"event": "page", "table": ..., "pages": n}) '
+            'and a last {"event": "done", ...} line with the report; flushed as they happen.',
+        ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Offload inline base64 already stored in Convex, in place.
 
-    Resumable (--state), idempotent, safe to run while the app writes: records written by the
-    TypeScript app (or before this library) are rewritten only if they still hold what was read.
+    For records written by the TypeScript app or before this library. Resumable (--state),
+    idempotent, and safe while the app writes: a record is rewritten only if it still holds what
+    was read (a changed one is counted as a conflict and left for the next run).
     Exit 1 if any record could not be migrated.
     """
     from convex_offload.offload.lifecycle import SCANNED_TABLES
     from convex_offload.offload.operations import MigrateReport
     from convex_offload.offload.operations import migrate as run_migrate
 
-    config = _config(config_path)
     tables = table or list(SCANNED_TABLES)
     unknown = [t for t in tables if t not in SCANNED_TABLES]
     if unknown:
-        raise typer.BadParameter(f"unknown table {unknown[0]!r}; one of {', '.join(SCANNED_TABLES)}")
+        raise typer.BadParameter(
+            f"unknown table {unknown[0]!r}; one of {', '.join(SCANNED_TABLES)}", param_hint="'--table'"
+        )
+    as_document = as_json or progress_lines
+    with _reporting_errors(as_document), _progress(not as_document, "migrating") as bar:
+        config = _config(config_path)
 
-    def on_page(name: str, pages: int) -> None:
-        if progress_lines:
-            sys.stdout.write(json.dumps({"event": "page", "table": name, "pages": pages}) + "\n")
-            sys.stdout.flush()
+        def on_page(name: str, pages: int) -> None:
+            if progress_lines:
+                _emit_line({"event": "page", "table": name, "pages": pages})
+            bar.describe(f"migrating {name}, page {pages}")
 
-    with _progress(not as_json and not progress_lines, "migrating") as progress:
         report: MigrateReport = _with_store(
             config,
             lambda store: run_migrate(
@@ -224,43 +346,62 @@ def migrate(
                 state_path=state,
                 tables=tables,
                 page_size=page_size,
-                progress=progress,
+                progress=(lambda what, n, size: bar.advance(f"{what} migrated", n, size))
+                if bar.shown
+                else None,
                 on_page=on_page,
             ),
         )
-    if as_json or progress_lines:
-        _emit_json({"event": "done", "dry_run": dry_run, **report.__dict__})
+    document = {"ok": report.failed == 0, "dry_run": dry_run, **report.__dict__}
+    if progress_lines:
+        _emit_line({"event": "done", **document})
+    elif as_json:
+        _emit_json(document)
     else:
-        table_view = Table(title="migrate (dry run: nothing changed)" if dry_run else "migrate")
-        table_view.add_column("records scanned", justify="right")
-        table_view.add_column("with inline payloads", justify="right")
-        table_view.add_column("migrated" if not dry_run else "would migrate", justify="right")
-        table_view.add_column("attachments", justify="right")
-        table_view.add_column("bytes offloaded", justify="right")
-        table_view.add_column("conflicts", justify="right")
-        table_view.add_column("failed", justify="right")
-        table_view.add_row(
-            f"{report.scanned:,}",
-            f"{report.candidates:,}",
-            f"{report.migrated:,}",
-            f"{report.payloads:,}",
-            f"{report.bytes_offloaded:,}",
-            str(report.conflicts),
-            str(report.failed),
+        console.print(
+            _facts(
+                "migrate: dry run, nothing changed" if dry_run else "migrate",
+                [
+                    ("records scanned", f"{report.scanned:,}"),
+                    ("with inline payloads", f"{report.candidates:,}"),
+                    ("would migrate" if dry_run else "migrated", f"{report.migrated:,}"),
+                    ("attachments offloaded", f"{report.payloads:,}"),
+                    ("bytes offloaded", f"{report.bytes_offloaded:,}"),
+                    ("record bytes before", f"{report.bytes_before:,}"),
+                    ("record bytes after", "-" if dry_run else f"{report.bytes_after:,}"),
+                    ("changed while migrating (conflicts)", f"{report.conflicts:,}"),
+                    ("failed", f"{report.failed:,}"),
+                ],
+            )
         )
-        console.print(table_view)
         for line in report.errors[:20]:
-            errors.print(f"[red]failed:[/red] {line}")
+            errors.print(f"[red]failed:[/red] {escape(line)}", markup=True, soft_wrap=True)
+        if len(report.errors) > 20:
+            errors.print(f"... and {len(report.errors) - 20} more (--json lists all)")
         if report.conflicts:
-            console.print("Records changed while being migrated were left alone: run migrate again.")
+            console.print(
+                "Records the app changed while they were being migrated were left alone: run again."
+            )
     raise typer.Exit(EXIT_PROBLEMS if report.failed else EXIT_OK)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "convex-offload gc --dry-run -c convex-offload.toml",
+        "convex-offload gc --grace 2h -c convex-offload.toml",
+        "convex-offload gc --grace 1d --json",
+        note="Exit 0 also when it deleted things; 1 only if a deletion failed.",
+    )
+)
 def gc(
     config_path: ConfigOption = None,
     grace: Annotated[
-        str, typer.Option("--grace", help="Leave objects younger than this (90s, 15m, 1h, 2d).")
+        str,
+        typer.Option(
+            "--grace",
+            metavar="<duration>",
+            help="Leave objects younger than this alone (90s, 15m, 1h, 2d): their record may be on its way.",
+        ),
     ] = "1h",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")
@@ -269,82 +410,112 @@ def gc(
 ) -> None:
     """Delete objects no record references (garbage collection).
 
-    Catches uploads whose record was never written (a crash) and leftovers of records deleted
-    elsewhere. Never deletes an object a record references, even one written during the run.
+    Drops expired leases of writers that died, reconciles references with the records, and
+    deletes unreferenced objects older than --grace: uploads whose record was never written and
+    leftovers of records deleted elsewhere. Never deletes an object a record references, even one
+    written during the run, nor objects under keys this library did not write.
     """
-    config = _config(config_path)
     period = parse_duration(grace)
-    with _progress(not as_json, "collecting") as progress:
+    with _reporting_errors(as_json), _progress(not as_json, "collecting") as bar:
+        config = _config(config_path)
         report = _with_store(
             config,
             lambda store: store.lifecycle.gc(
                 grace=period,
                 dry_run=dry_run,
-                progress=(lambda what, n: progress(what, n, 0)) if progress else None,
+                progress=bar.advance if bar.shown else None,
             ),
         )
+
+    def objects(keys: list[tuple[str, str]]) -> list[dict[str, str]]:
+        return [{"bucket": bucket, "key": key} for bucket, key in keys]
+
     if as_json:
-        _emit_json({"dry_run": dry_run, **report.__dict__})
-    else:
-        view = Table(title="gc (dry run: nothing deleted)" if dry_run else "gc")
-        for column in (
-            "records",
-            "objects",
-            "referenced",
-            "younger than grace",
-            "orphans",
-            "deleted",
-            "kept",
-            "failed",
-            "freed",
-        ):
-            view.add_column(column, justify="right")
-        view.add_row(
-            f"{report.records_scanned:,}",
-            f"{report.objects_scanned:,}",
-            f"{report.referenced:,}",
-            f"{report.young:,}",
-            f"{len(report.orphans):,}",
-            f"{len(report.deleted):,}",
-            f"{len(report.kept):,}",
-            f"{len(report.failed):,}",
-            f"{report.bytes_freed:,} B",
+        _emit_json(
+            {
+                "ok": not report.failed,
+                "dry_run": dry_run,
+                "grace_seconds": period.total_seconds(),
+                **report.__dict__,
+                "orphans": objects(report.orphans),
+                "deleted": objects(report.deleted),
+                "kept": objects(report.kept),
+                "failed": objects(report.failed),
+            }
         )
-        console.print(view)
-        if report.expired_leases or report.reconciled_rows:
-            console.print(
-                f"{report.expired_leases} expired leases dropped, "
-                f"{report.reconciled_rows} reference rows reconciled."
+    else:
+        console.print(
+            _facts(
+                "gc: dry run, nothing deleted" if dry_run else "gc",
+                [
+                    ("records scanned", f"{report.records_scanned:,}"),
+                    ("objects scanned", f"{report.objects_scanned:,}"),
+                    ("referenced", f"{report.referenced:,}"),
+                    (f"younger than {grace}", f"{report.young:,}"),
+                    ("unreferenced" + (", would delete" if dry_run else ""), f"{len(report.orphans):,}"),
+                    ("deleted", f"{len(report.deleted):,}"),
+                    ("kept (referenced again meanwhile)", f"{len(report.kept):,}"),
+                    ("failed to delete", f"{len(report.failed):,}"),
+                    ("bytes freed", f"{report.bytes_freed:,}"),
+                    ("expired leases dropped", f"{report.expired_leases:,}"),
+                    ("reference rows reconciled", f"{report.reconciled_rows:,}"),
+                ],
             )
+        )
+        if dry_run and report.orphans:
+            for bucket, key in report.orphans[:20]:
+                console.print(f"would delete {bucket}:{key}", highlight=False)
+            if len(report.orphans) > 20:
+                console.print(f"... and {len(report.orphans) - 20} more (--json lists all)")
+        for bucket, key in report.failed[:20]:
+            errors.print(f"[red]could not delete[/red] {escape(bucket)}:{escape(key)}", markup=True)
     raise typer.Exit(EXIT_PROBLEMS if report.failed else EXIT_OK)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "convex-offload verify -c convex-offload.toml",
+        "convex-offload verify --deep --json -c convex-offload.toml",
+        note="Problem kinds: missing, size, corrupt, over_limit, foreign_bucket, unreferenced.",
+    )
+)
 def verify(
     config_path: ConfigOption = None,
-    deep: Annotated[bool, typer.Option("--deep", help="Download every object and check its sha256.")] = False,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Download every object and check its sha256 (slower).")
+    ] = False,
     grace: Annotated[
-        str, typer.Option("--grace", help="Unreferenced objects younger than this are not reported.")
+        str,
+        typer.Option(
+            "--grace",
+            metavar="<duration>",
+            help="Unreferenced objects younger than this are not reported (an upload may be in flight).",
+        ),
     ] = "15m",
     as_json: JsonOption = False,
 ) -> None:
     """Check every attachment reference resolves; exit 1 if anything is wrong.
 
-    Sizes (and sha256 with --deep) must match the manifests, no record may be over the limit, and
-    no object may be left that no record references (what deleting a conversation promises).
+    Each referenced object must exist with the size in its manifest (and the sha256, with
+    --deep); no record may be over the size limit; and no object may be left that no record
+    references (what deleting a conversation promises).
     """
     from convex_offload.offload.operations import verify as run_verify
 
-    config = _config(config_path)
     period = parse_duration(grace)
-    with _progress(not as_json, "verifying") as progress:
+    with _reporting_errors(as_json), _progress(not as_json, "verifying") as bar:
+        config = _config(config_path)
         report = _with_store(
-            config, lambda store: run_verify(store, deep=deep, grace=period, progress=progress)
+            config,
+            lambda store: run_verify(
+                store, deep=deep, grace=period, progress=bar.advance if bar.shown else None
+            ),
         )
     if as_json:
         _emit_json(
             {
                 "ok": report.ok,
+                "deep": deep,
                 "records": report.records,
                 "references": report.references,
                 "objects": report.objects,
@@ -353,40 +524,50 @@ def verify(
         )
     else:
         console.print(
-            f"{report.records:,} records, {report.references:,} references, "
-            f"{report.objects:,} objects checked"
-            + (" (sha256 of every object)" if deep else " (sizes; --deep also checks sha256)")
+            f"{report.records:,} records, {report.references:,} references, {report.objects:,} objects "
+            + ("checked: sizes and sha256" if deep else "checked: sizes (--deep also checks sha256)")
         )
         if report.ok:
             console.print("[green]no problems[/green]")
         else:
-            view = Table(title=f"{len(report.problems)} problem(s)")
-            for column in ("kind", "record", "bucket", "key", "detail"):
-                view.add_column(column)
+            view = Table(title=f"{len(report.problems)} problem(s)", title_justify="left")
+            view.add_column("kind")
+            view.add_column("record")
+            view.add_column("object", overflow="fold")
+            view.add_column("detail")
             for p in report.problems[:200]:
-                view.add_row(p.kind, p.record, p.bucket, p.key, p.detail)
+                where = f"{p.bucket}:{p.key}" if p.key else p.bucket
+                view.add_row(escape(p.kind), escape(p.record), escape(where), escape(p.detail))
             console.print(view)
+            if len(report.problems) > 200:
+                console.print(f"... and {len(report.problems) - 200} more (--json lists all)")
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PROBLEMS)
 
 
-@app.command()
+@app.command(
+    epilog=_examples("convex-offload stats -c convex-offload.toml", "convex-offload stats --top 3 --json")
+)
 def stats(
     config_path: ConfigOption = None,
-    top: Annotated[int, typer.Option("--top", min=1, max=100, help="How many of the largest records.")] = 10,
+    top: Annotated[
+        int, typer.Option("--top", metavar="<n>", min=1, max=100, help="How many of the largest records.")
+    ] = 10,
     as_json: JsonOption = False,
 ) -> None:
     """Records, attachments and bytes per table and per bucket, and the largest records."""
     from convex_offload.offload.operations import stats as run_stats
 
-    config = _config(config_path)
-    with _progress(not as_json, "counting") as progress:
-        report = _with_store(config, lambda store: run_stats(store, top=top, progress=progress))
+    with _reporting_errors(as_json), _progress(not as_json, "counting") as bar:
+        config = _config(config_path)
+        report = _with_store(
+            config, lambda store: run_stats(store, top=top, progress=bar.advance if bar.shown else None)
+        )
     if as_json:
-        _emit_json(report.to_json())
+        _emit_json({"ok": True, **report.to_json()})
         raise typer.Exit(EXIT_OK)
-    tables = Table(title="records")
+    tables = Table(title="records", title_justify="left")
     for column in ("table", "records", "bytes", "with attachments", "references", "inline base64"):
-        tables.add_column(column, justify="right" if column != "table" else "left")
+        tables.add_column(column, justify="left" if column == "table" else "right")
     for name, t in report.tables.items():
         tables.add_row(
             name,
@@ -397,9 +578,9 @@ def stats(
             f"{t.inline_base64:,}",
         )
     console.print(tables)
-    buckets = Table(title="buckets")
+    buckets = Table(title="buckets", title_justify="left")
     for column in ("bucket", "objects", "bytes"):
-        buckets.add_column(column, justify="right" if column != "bucket" else "left")
+        buckets.add_column(column, justify="left" if column == "bucket" else "right")
     for name, b in report.buckets.items():
         buckets.add_row(name, f"{b.objects:,}", f"{b.bytes:,}")
     console.print(buckets)
@@ -407,7 +588,7 @@ def stats(
         console.print(
             "reference rows: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.reference_rows.items()))
         )
-    largest = Table(title=f"largest {len(report.largest)} records")
+    largest = Table(title=f"largest {len(report.largest)} records", title_justify="left")
     largest.add_column("record")
     largest.add_column("bytes", justify="right")
     for label, size in report.largest:
@@ -415,39 +596,56 @@ def stats(
     console.print(largest)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "convex-offload doctor -c convex-offload.toml",
+        "CONVEX_URL=https://my-app.convex.cloud CONVEX_ADMIN_KEY=... convex-offload doctor --json",
+        note="The probe object is written under <prefix>_doctor/ and deleted again.",
+    )
+)
 def doctor(config_path: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Check the configuration can work; exit 1 on any problem.
 
-    Convex must be reachable and accept the key; each bucket is probed with a put/get/delete, and
-    its encryption and CORS are compared with the config.
+    Convex must be reachable, accept the admin key and have this project's functions; each bucket
+    is probed with a put, get and delete of a small object; the probe's encryption (sse,
+    kms_key_id) and the bucket's CORS (cors_origins) are compared with the config.
     """
     from convex_offload.doctor import run_doctor
 
-    config = OffloadConfig.load(config_path)
-    checks = asyncio.run(run_doctor(config))
+    with _reporting_errors(as_json):
+        config = _config(config_path)
+        checks = asyncio.run(run_doctor(config))
     problems = [c for c in checks if c.status == "problem"]
     if as_json:
         _emit_json({"ok": not problems, "checks": [c.to_json() for c in checks]})
     else:
-        view = Table(title="doctor")
+        view = Table(title="doctor", title_justify="left")
         view.add_column("check")
         view.add_column("status")
         view.add_column("detail")
         colour = {"ok": "green", "problem": "red", "skipped": "dim"}
         for c in checks:
-            view.add_row(c.name, f"[{colour[c.status]}]{c.status}[/{colour[c.status]}]", c.detail)
+            view.add_row(
+                escape(c.name), f"[{colour[c.status]}]{c.status}[/{colour[c.status]}]", escape(c.detail)
+            )
         console.print(view)
+        console.print(
+            f"[red]{len(problems)} problem(s)[/red]" if problems else "[green]all checks passed[/green]"
+        )
     raise typer.Exit(EXIT_PROBLEMS if problems else EXIT_OK)
 
 
 def main() -> None:
     """Entry point of the `convex-offload` script."""
+    # Retries and similar warnings go to stderr, one plain line each.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         app()
-    except BucketConfigError as exc:
-        errors.print(f"[red]configuration error:[/red] {exc}", markup=True, highlight=False)
+    except BucketConfigError as exc:  # raised outside a command's own reporting
+        errors.print(f"[red]configuration error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
         sys.exit(EXIT_USAGE)
     except ConvexOffloadError as exc:
-        errors.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+        errors.print(
+            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", markup=True, soft_wrap=True
+        )
         sys.exit(EXIT_PROBLEMS)
