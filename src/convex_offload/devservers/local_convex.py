@@ -3,9 +3,9 @@
     with LocalConvex() as server:
         store = ConvexStore(server.url, server.admin_key)
 
-It runs the repository's real `convex/` folder through convex-test behind Convex's HTTP API
-(see `localconvex/`). The admin key is random per instance, passed through the environment and
-never printed or shown in reprs.
+The server runs the repository's real `convex/` folder through convex-test behind Convex's HTTP
+API (see `localconvex/README.md`). The admin key is random per instance, passed to the server
+through its environment, and never printed or shown in reprs. POSIX only.
 """
 
 from __future__ import annotations
@@ -14,64 +14,72 @@ import contextlib
 import json
 import os
 import secrets
+import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
+import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
-SERVER_SCRIPT = Path("localconvex") / "server.mjs"
+SERVER_DIR_ENV = "CONVEX_OFFLOAD_LOCALCONVEX_DIR"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+_MAX_READY_LINE = 4096
 
 
 class LocalConvexError(RuntimeError):
     """The local Convex server could not be found or started."""
 
 
-def find_server_script(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """`localconvex/server.mjs`: given, from `CONVEX_OFFLOAD_LOCALCONVEX_DIR`, or found upward from
-    the current directory or this package."""
-    if explicit is not None:
-        candidates = [Path(explicit)]
-    elif os.environ.get("CONVEX_OFFLOAD_LOCALCONVEX_DIR"):
-        candidates = [Path(os.environ["CONVEX_OFFLOAD_LOCALCONVEX_DIR"])]
+def find_server_script(server_dir: str | os.PathLike[str] | None = None) -> Path:
+    """`server.mjs` of `localconvex/`: in `server_dir`, else `$CONVEX_OFFLOAD_LOCALCONVEX_DIR`, else
+    the nearest `localconvex/` above the current directory or above this module."""
+    if server_dir is not None:
+        candidates = [Path(server_dir)]
+    elif os.environ.get(SERVER_DIR_ENV):
+        candidates = [Path(os.environ[SERVER_DIR_ENV])]
     else:
-        starts = [Path.cwd(), Path(__file__).resolve().parent]
+        starts = [Path.cwd().resolve(), Path(__file__).resolve().parent]
         candidates = [d / "localconvex" for start in starts for d in (start, *start.parents)]
     for directory in candidates:
         script = directory / "server.mjs"
         if script.is_file():
             return script
     raise LocalConvexError(
-        "cannot find localconvex/server.mjs: run from the convex-offload repository "
-        "or set CONVEX_OFFLOAD_LOCALCONVEX_DIR"
+        f"cannot find localconvex/server.mjs (looked in {', '.join(str(c) for c in candidates[:3])}...): "
+        f"run from the convex-offload repository or set {SERVER_DIR_ENV}"
     )
 
 
 class LocalConvex:
-    """One local Convex server on 127.0.0.1; a sync context manager."""
+    """One local Convex server on 127.0.0.1, as a sync context manager.
+
+    `extra_functions` mounts a folder of test-only Convex modules under `test_fixtures/`
+    (`test_fixtures/errors:refuse` is `errors.ts`'s `refuse`). `port` 0 picks a free port.
+    """
 
     def __init__(
         self,
-        *,
         server_dir: str | os.PathLike[str] | None = None,
+        *,
         extra_functions: str | os.PathLike[str] | None = None,
         port: int = 0,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.script = find_server_script(server_dir)
-        self.extra_functions = Path(extra_functions) if extra_functions is not None else None
+        self.extra_functions = Path(extra_functions).resolve() if extra_functions is not None else None
         self.port = port
         self.start_timeout = start_timeout
-        self._admin_key = secrets.token_hex(24)
-        self._proc: subprocess.Popen[str] | None = None
+        self._admin_key = secrets.token_hex(32)
+        self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
         self.url = ""
+        """`http://127.0.0.1:PORT` while running, else empty."""
         self.log_path: Path | None = None
+        """The server's stderr, under a temp dir that `stop()` removes."""
 
     def __repr__(self) -> str:
         state = f"url={self.url!r}" if self._proc is not None else "stopped"
@@ -88,7 +96,7 @@ class LocalConvex:
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> Self:
-        """Start the server and return once it listens."""
+        """Start the server and return once it listens; raise LocalConvexError if it cannot."""
         if self._proc is not None:
             raise LocalConvexError("the local Convex server is already running")
         node = shutil.which("node")
@@ -100,53 +108,62 @@ class LocalConvex:
         if self.extra_functions is not None:
             command += ["--extra-functions", str(self.extra_functions)]
         env = {**os.environ, "CONVEX_ADMIN_KEY": self._admin_key}
-        log = self.log_path.open("w")
-        try:
+        with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(  # noqa: S603 (our own server script)
                 command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
-                text=True,
                 start_new_session=True,
             )
-        finally:
-            log.close()
-        assert self._proc.stdout is not None
-        line = _read_line(self._proc.stdout, self.start_timeout)
-        if line is None:
-            tail = self._log_tail()
-            self.stop()
-            raise LocalConvexError(
-                f"the local Convex server did not start within {self.start_timeout}s:\n{tail}"
-            )
         try:
-            ready = json.loads(line)
-            self.url = str(ready["url"])
-        except (ValueError, KeyError) as exc:
-            tail = self._log_tail()
+            self.url = self._wait_until_ready(self._proc)
+        except LocalConvexError:
             self.stop()
-            raise LocalConvexError(f"unexpected first line from the server: {line!r}\n{tail}") from exc
+            raise
         return self
 
+    def _wait_until_ready(self, proc: subprocess.Popen[bytes]) -> str:
+        """The URL from the server's ready line; LocalConvexError if it exits or stays silent."""
+        assert proc.stdout is not None
+        line = _read_line(proc.stdout.fileno(), self.start_timeout)
+        if line is None:
+            try:  # it closed its stdout, or said nothing: tell exiting from hanging
+                code: int | None = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                code = None
+            if code is None:
+                why = f"did not start within {self.start_timeout}s"
+            else:
+                why = f"exited with code {code}"
+            raise LocalConvexError(f"the local Convex server {why}:\n{self._log_tail()}")
+        try:
+            ready = json.loads(line)
+            url = ready["url"]
+            if ready.get("event") != "ready" or not isinstance(url, str):
+                raise ValueError("not a ready line")
+        except (ValueError, KeyError, TypeError) as exc:
+            tail = self._log_tail()
+            raise LocalConvexError(f"unexpected first line from the server: {line!r}\n{tail}") from exc
+        return url
+
     def stop(self) -> None:
-        """Stop the server (closing its stdin, then SIGTERM, then SIGKILL) and remove its temp dir."""
+        """Stop the server (SIGTERM, then SIGKILL after a timeout) and remove its temp dir."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.stdin is not None:
-                proc.stdin.close()
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=STOP_TIMEOUT / 2)
+                proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT / 2)
-                except subprocess.TimeoutExpired:
-                    _signal_group(proc, signal.SIGKILL)
-                    proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -154,7 +171,7 @@ class LocalConvex:
 
     def _log_tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.exists():
-            return ""
+            return "(no server log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def __enter__(self) -> Self:
@@ -166,21 +183,18 @@ class LocalConvex:
         self.stop()
 
 
-def _read_line(stream: IO[str], timeout: float) -> str | None:
-    """The first line of `stream`, or None if none arrives within `timeout` (or it closes)."""
-    found: list[str] = []
-    done = threading.Event()
-
-    def reader() -> None:
-        found.append(stream.readline())
-        done.set()
-
-    threading.Thread(target=reader, daemon=True).start()
-    if not done.wait(timeout) or not found or not found[0]:
-        return None
-    return found[0]
-
-
-def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+def _read_line(fd: int, timeout: float) -> str | None:
+    """The first line written to `fd` within `timeout` seconds; None on timeout or end of file."""
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while b"\n" not in buffer and len(buffer) < _MAX_READY_LINE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                return None
+            chunk = os.read(fd, _MAX_READY_LINE)
+            if not chunk:
+                return None
+            buffer += chunk
+    return buffer.split(b"\n", 1)[0].decode("utf-8", errors="replace")
