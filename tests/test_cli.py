@@ -195,7 +195,8 @@ def test_each_command_help_has_options_and_examples(command: str) -> None:
     assert "--json" in done.stdout
     assert ("--config" in done.stdout) is (command != "demo")
     assert "Examples:" in done.stdout
-    assert f"convex-offload {command}" in done.stdout.split("Examples:")[1]
+    examples = done.stdout.split("Examples:")[1]
+    assert f"\n   convex-offload {command}" in examples, "examples are listed, indented"
 
 
 # --- configuration and usage errors ----------------------------------------------------------

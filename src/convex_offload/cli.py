@@ -82,9 +82,9 @@ ConfigOption = Annotated[
 ]
 
 
-def _examples(*lines: str, note: str = "") -> str:
-    text = "Examples:\n\n" + "\n".join(f"  {line}" for line in lines)
-    return text + (f"\n\n{note}" if note else "")
+def _examples(*lines: str, note: str) -> str:
+    # The unindented note also keeps typer's cleandoc from stripping the examples' indent.
+    return "Examples:\n\n" + "\n".join(f"  {line}" for line in lines) + f"\n\n{note}"
 
 
 # --- plumbing --------------------------------------------------------------------------------
@@ -210,7 +210,10 @@ def _facts(title: str, rows: list[tuple[str, str]]) -> Table:
 
 @app.command(
     epilog=_examples(
-        "convex-offload demo", "convex-offload demo --json", "convex-offload demo --bucket-dir ./bucket"
+        "convex-offload demo",
+        "convex-offload demo --json",
+        "convex-offload demo --bucket-dir ./bucket",
+        note="Needs Node.js for the local Convex server; no bucket or Convex account.",
     )
 )
 def demo(
@@ -545,7 +548,11 @@ def verify(
 
 
 @app.command(
-    epilog=_examples("convex-offload stats -c convex-offload.toml", "convex-offload stats --top 3 --json")
+    epilog=_examples(
+        "convex-offload stats -c convex-offload.toml",
+        "convex-offload stats --top 3 --json",
+        note="Record bytes are Convex document sizes; bucket bytes are the stored objects' sizes.",
+    )
 )
 def stats(
     config_path: ConfigOption = None,
