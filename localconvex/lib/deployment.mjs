@@ -10,6 +10,7 @@ import { convexTest } from "convex-test";
 import { makeFunctionReference } from "convex/server";
 import { ConvexError, convexToJson, jsonToConvex } from "convex/values";
 import { register } from "tsx/esm/api";
+import { indexReads } from "./indexed_reads.mjs";
 import {
   MAX_DOCUMENT_SIZE,
   argumentsTooLarge,
@@ -99,6 +100,8 @@ export class Deployment {
     for (const file of this.files.values()) await import(pathToFileURL(file).href);
     const schema = (await import(pathToFileURL(this.files.get("schema")).href)).default;
     this.t = convexTest({ schema, modules, transactionLimits: true });
+    // Index lookups read their index range, not every document (see indexed_reads.mjs).
+    if (!(await indexReads(this.t))) throw new Error("convex-test changed: cannot index its reads");
     await this.#hookRuntime();
   }
 
