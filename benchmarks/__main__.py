@@ -13,6 +13,7 @@ import asyncio
 import json
 import platform
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -40,12 +41,31 @@ def machine() -> dict[str, str]:
 
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
     return {
+        "uname": " ".join(platform.uname()),
         "platform": platform.platform(),
         "cpu": cpu,
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
         "node": node,
+        "convex_test": _npm_version("convex-test"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _npm_version(package: str) -> str:
+    try:
+        manifest = json.loads((Path("node_modules") / package / "package.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    return str(manifest.get("version", "unknown"))
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: how busy this shared machine was."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def render(results: list[Result], console: Console) -> None:
@@ -77,11 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="run only cases whose name starts with this")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
+    load_before = load_average()
     with LocalConvex() as convex, LocalStack(buckets=["bench"]) as localstack:
         suite = Suite(convex=convex, localstack=localstack, quick=args.quick, only=args.only or [])
         results = asyncio.run(run_suite(suite, progress=lambda text: console.print(f"[dim]{text}[/dim]")))
     render(results, console)
-    document = {"machine": machine(), "quick": args.quick, "results": [r.to_json() for r in results]}
+    about = machine()
+    about["load_average_before"] = load_before
+    about["load_average_after"] = load_average()
+    console.print(
+        f"{about['date']}: {about['cpu']}, {about['cores']} cores; {about['uname']}; "
+        f"Python {about['python']}, Node {about['node']}, convex-test {about['convex_test']}; "
+        f"load average {about['load_average_before']} before, {about['load_average_after']} after"
+    )
+    document = {"machine": about, "quick": args.quick, "results": [r.to_json() for r in results]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2))
     console.print(f"results written to {args.json}")

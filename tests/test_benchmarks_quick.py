@@ -20,6 +20,7 @@ CASES = {
     "7 peak memory",
     "8 scale: CPU per message",
     "8 scale: wall per message",
+    "8 scale: plain store, wall",
 }
 
 
