@@ -24,13 +24,13 @@ from typing import Any
 import pybase64
 from PIL import Image
 
-from convex_offload.blobs.local import LocalBlobStore
+from convex_offload.blobs.factory import open_bucket, s3_connection
 from convex_offload.blobs.s3 import make_client
 from convex_offload.config import BucketConfig, OffloadConfig
 from convex_offload.devservers.faultproxy import FaultProxy
 from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.devservers.localstack import LocalStack
-from convex_offload.offload.engine import Offloader
+from convex_offload.offload.offloader import Offloader
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.store.models import Message
 from convex_offload.store.store import ConvexStore
@@ -257,7 +257,7 @@ async def case_save(
     """
     sizes = [200 * KB, 1 * MB, 5 * MB] if not suite.quick else [200 * KB, 400 * KB]
     config = suite.config()
-    s3 = make_client(config.buckets["bench"], max_pool_connections=config.concurrency)
+    s3 = make_client(s3_connection(config.buckets["bench"]), max_pool_connections=config.concurrency)
     pool = warm_pool(config.concurrency)
     async with (
         OffloadingStore.connect(config) as store,
@@ -331,7 +331,7 @@ async def case_save_far(
         config = suite.config()
         bucket = config.buckets["bench"].model_copy(update={"endpoint_url": far.url})
         config = config.model_copy(update={"buckets": {"bench": bucket}})
-        s3 = make_client(bucket, max_pool_connections=config.concurrency)
+        s3 = make_client(s3_connection(bucket), max_pool_connections=config.concurrency)
         times: dict[str, list[float]] = {}
         async with (
             OffloadingStore.connect(config) as store,
@@ -420,7 +420,7 @@ async def case_resave_and_text(
             await interleaved(i, runs, times)
             start = time.process_time()
             for _ in range(100):
-                store.offloader.plan_tree(ours_msg.content, holder=("metadata",), tenant="u", where="bench")
+                store.offloader.plan(ours_msg.content, holder=("metadata",), tenant="u", where="bench")
             scan_cpu.append((time.process_time() - start) / 100)
         results.append(
             Result(
@@ -457,7 +457,7 @@ async def case_restore(
             for m in (await writer.store.memory.list_messages(thread, per_page=False)).messages
             for r in _refs(m)
         ]
-    s3 = make_client(config.buckets["bench"], max_pool_connections=config.restore_concurrency)
+    s3 = make_client(s3_connection(config.buckets["bench"]), max_pool_connections=config.restore_concurrency)
     pool = warm_pool(config.restore_concurrency)
     cold: dict[str, list[float]] = {}
     warm: dict[str, list[float]] = {}
@@ -488,7 +488,7 @@ async def case_restore(
 def _refs(m: Message) -> list[Any]:
     from convex_offload.offload.manifest import read_manifest
 
-    manifest = read_manifest(m.content.get("metadata") if isinstance(m.content, dict) else None)
+    manifest = read_manifest(m.content.get("metadata") if isinstance(m.content, dict) else None, record=m.id)
     return list(manifest.refs) if manifest else []
 
 
@@ -515,9 +515,9 @@ async def case_cpu(
     ours, floor, simd_floor = [], [], []
     megabytes = len(payload) / MB
     for _ in range(suite.repeats * 3):
-        offloader = Offloader(config, {"local": LocalBlobStore("local", config.buckets["local"])})
+        offloader = Offloader(config, {"local": open_bucket("local", config.buckets["local"])})
         start = time.process_time()
-        offloader.plan_tree(content, holder=("metadata",), tenant="t", where="bench")
+        offloader.plan(content, holder=("metadata",), tenant="t", where="bench")
         ours.append((time.process_time() - start) / megabytes)
         start = time.process_time()
         hashlib.sha256(binascii.a2b_base64(text)).hexdigest()

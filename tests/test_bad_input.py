@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import s3_bucket
-from convex_offload.blobs.local import LocalBlobStore
+from convex_offload.blobs.factory import open_bucket
 from convex_offload.config import BucketConfig, OffloadConfig
 from convex_offload.devservers.localstack import LocalStack
 from convex_offload.errors import (
@@ -27,8 +27,8 @@ from convex_offload.errors import (
     InvalidValueError,
     MalformedAttachmentError,
 )
-from convex_offload.offload.engine import Offloader
 from convex_offload.offload.manifest import MANIFEST_KEY
+from convex_offload.offload.offloader import Offloader
 from convex_offload.offload.scan import scan
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.store.models import Message, Thread
@@ -239,6 +239,9 @@ async def test_manifest_whose_sha256_does_not_match_the_object(
         # the key follows the sha, so it points at an object whose bytes do not hash to it.
         ref["sha256"] = other_sha
         ref["key"] = offloading.offloader.key_for("images", "u", other_sha)
+        # ...and, as a forger must, the URL this library writes for that key, in the ref and its place.
+        ref["url"] = await offloading.buckets["images"].reference_url(ref["key"])
+        stored.content["parts"][0]["data"] = ref["url"]
         bucket = offloading.buckets["images"]
         await bucket.put(
             ref["key"],
@@ -297,7 +300,7 @@ def test_the_offloader_only_ever_raises_typed_errors(tmp_path: Path, tree: Any) 
     config = OffloadConfig(
         buckets={"b": BucketConfig(provider="local", path=tmp_path / "b")}, inline_threshold=1
     )
-    offloader = Offloader(config, {"b": LocalBlobStore("b", config.buckets["b"])})
+    offloader = Offloader(config, {"b": open_bucket("b", config.buckets["b"])})
     scan(tree, min_chars=4, bare_min_chars=8)
     root = {"format": 2, "parts": [tree]}
     before = json.dumps(root)
@@ -337,7 +340,7 @@ def test_the_restorer_refuses_forged_manifests_with_typed_errors(
     tmp_path: Path, refs: list[dict[str, Any]], extra: Any
 ) -> None:
     config = OffloadConfig(buckets={"b": BucketConfig(provider="local", path=tmp_path / "b")})
-    offloader = Offloader(config, {"b": LocalBlobStore("b", config.buckets["b"])})
+    offloader = Offloader(config, {"b": open_bucket("b", config.buckets["b"])})
     root = {"parts": [extra], "metadata": {MANIFEST_KEY: {"v": 1, "refs": refs}}}
     try:
         asyncio.run(offloader.restore(root, holder=("metadata",), tenant="t"))

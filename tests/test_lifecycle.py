@@ -140,15 +140,20 @@ async def test_deleting_messages_and_runs_releases_their_objects(
 
 async def crashed_upload(world: World, resource: str, img: bytes) -> str:
     """What a writer that died between upload and record write leaves: an object and a lease."""
-    async with OffloadingStore.connect(world.config(lease_seconds=0.001)) as writer:
-        batch = writer.batch()
-        batch.plan(
+    config = world.config(lease_seconds=0.001)
+    async with OffloadingStore.connect(config) as writer:
+        # The first steps of a write, done by hand, and then nothing: the writer is gone.
+        plan = writer.offloader.plan(
             {"parts": [{"type": "file", "mimeType": "image/png", "data": b64(img)}]},
             holder=("metadata",),
             tenant=resource,
             where="crashed",
         )
-        await batch.upload()
+        objects = plan.offloaded()
+        await writer.registry.reserve(
+            uuid.uuid4().hex, "lease:crashed", [p.object_ref() for p in objects], config.lease_seconds
+        )
+        await writer.offloader.uploader.upload(objects, check_bucket=False)
         return key_of(writer, resource, img)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from convex_offload.blobs.local import LocalBlobStore
+from convex_offload.blobs.factory import open_bucket
 from convex_offload.config import BucketConfig, OffloadConfig
 from convex_offload.errors import (
     AttachmentIntegrityError,
@@ -18,8 +18,8 @@ from convex_offload.errors import (
     ForbiddenReferenceError,
     MalformedAttachmentError,
 )
-from convex_offload.offload.engine import Offloader
 from convex_offload.offload.manifest import MANIFEST_KEY
+from convex_offload.offload.offloader import Offloader
 from media import MIME, b64, data_url, image_bytes
 
 HOLDER = ("metadata",)
@@ -62,7 +62,7 @@ def offloader(tmp_path: Path) -> Offloader:
         buckets={"main": BucketConfig(provider="local", path=tmp_path / "bucket")},
         bare_base64_min_bytes=16 << 10,
     )
-    return Offloader(config, {"main": LocalBlobStore("main", config.buckets["main"])})
+    return Offloader(config, {"main": open_bucket("main", config.buckets["main"])})
 
 
 def dumps(value: Any) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convex_offload.blobs.local import LocalBlobStore
+from convex_offload.blobs.factory import open_bucket
 from convex_offload.config import BucketConfig, OffloadConfig
-from convex_offload.offload.engine import Offloader
 from convex_offload.offload.manifest import MANIFEST_KEY
+from convex_offload.offload.offloader import Offloader
 from media import MIME, b64, data_url, image_bytes
 
 REAL = {kind: image_bytes(kind, 3_000, seed=9) for kind in MIME}
@@ -127,7 +127,7 @@ def test_restore_of_offload_is_identity(
     before = dumps(content)
 
     async def round_trip() -> tuple[str, str]:
-        offloader = Offloader(config, {"b": LocalBlobStore("b", config.buckets["b"])})
+        offloader = Offloader(config, {"b": open_bucket("b", config.buckets["b"])})
         rewritten = await offloader.offload(content, holder=("metadata",), tenant="t", where="m")
         stored = dumps(rewritten.root)
         restored = await offloader.restore(json.loads(stored), holder=("metadata",), tenant="t")

@@ -8,7 +8,7 @@
 import { ConvexError, v } from "convex/values";
 import { mastraStorage } from "@mastra/convex/server";
 import { internalMutation } from "../_generated/server";
-import { SCANNED_TABLES, type ScannedTable } from "./manifests";
+import { catalog, findRecord, kindOfTable } from "./kinds";
 import { beingDeleted, keepsAlive, objectId, objectKey, objectRef, rowsOf, unreferenced } from "./refs";
 
 type StorageHandler = (ctx: unknown, request: unknown) => Promise<{ ok?: boolean; result?: unknown; error?: string }>;
@@ -28,6 +28,7 @@ export const write = internalMutation({
     expect: v.optional(
       v.array(v.object({ table: v.string(), id: v.string(), field: v.string(), value: v.any() })),
     ),
+    catalog: v.optional(catalog),
     now: v.number(),
   },
   returns: v.object({
@@ -37,16 +38,14 @@ export const write = internalMutation({
     results: v.array(v.any()),
     released: v.array(objectKey),
   }),
-  handler: async (ctx, { requests, owners, release, token, expect, now }) => {
+  handler: async (ctx, { requests, owners, release, token, expect, catalog: cat, now }) => {
     // Preconditions (the migration's compare-and-swap): a stored field must still hold a value.
     const conflicts: string[] = [];
     for (const { table, id, field, value } of expect ?? []) {
-      if (!(SCANNED_TABLES as readonly string[]).includes(table)) throw new Error(`cannot expect on table ${table}`);
-      const doc = await ctx.db
-        .query(table as ScannedTable)
-        .withIndex("by_record_id", (q) => q.eq("id", id))
-        .unique();
-      if (doc === null || (doc as unknown as Record<string, unknown>)[field] !== value) conflicts.push(`${table}:${id}`);
+      const kind = cat ? kindOfTable(cat, table) : undefined;
+      if (kind === undefined) throw new Error(`cannot expect on table ${table}: no record kind describes it`);
+      const found = await findRecord(ctx, kind, id);
+      if (found === null || found.record[field] !== value) conflicts.push(`${table}:${id}`);
     }
     if (conflicts.length > 0) return { ok: false, conflicts, missing: [], results: [], released: [] };
 

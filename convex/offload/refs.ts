@@ -3,7 +3,7 @@
 import { v } from "convex/values";
 import type { Doc } from "../_generated/dataModel";
 import { internalMutation, internalQuery, type QueryCtx } from "../_generated/server";
-import { ownerRecord, recordRefs } from "./manifests";
+import { catalog, findRecord, ownerRecord, recordRefs } from "./kinds";
 
 export const objectRef = v.object({
   bucket: v.string(),
@@ -146,24 +146,6 @@ export const expirePending = internalMutation({
   },
 });
 
-/** Drop the committed rows of owners whose records are gone (found by the collector). */
-export const dropOwners = internalMutation({
-  args: { owners: v.array(v.string()) },
-  returns: v.array(objectKey),
-  handler: async (ctx, { owners }) => {
-    const touched = new Map<string, ObjectKey>();
-    for (const owner of owners) {
-      const rows = await ctx.db.query("offload_refs").withIndex("by_owner", (q) => q.eq("owner", owner)).collect();
-      for (const row of rows) {
-        if (row.state !== "committed") continue;
-        touched.set(objectId(row), { bucket: row.bucket, key: row.key });
-        await ctx.db.delete(row._id);
-      }
-    }
-    return await unreferenced(ctx, touched);
-  },
-});
-
 const refRow = v.object({
   bucket: v.string(),
   key: v.string(),
@@ -208,20 +190,17 @@ export const ofObject = internalQuery({
  * An owner whose record is gone loses all its rows. Answers the objects left unreferenced.
  */
 export const reconcile = internalMutation({
-  args: { owners: v.array(v.string()), now: v.number() },
+  args: { owners: v.array(v.string()), now: v.number(), catalog },
   returns: v.object({ changed: v.number(), unreferenced: v.array(objectKey) }),
-  handler: async (ctx, { owners, now }) => {
+  handler: async (ctx, { owners, now, catalog: cat }) => {
     const touched = new Map<string, ObjectKey>();
     let changed = 0;
     for (const owner of owners) {
-      const record = ownerRecord(owner);
-      if (record === null) continue;
-      const doc = await ctx.db
-        .query(record.table)
-        .withIndex("by_record_id", (q) => q.eq("id", record.id))
-        .unique();
-      const refs = doc
-        ? (recordRefs(record.table, doc as unknown as Record<string, unknown>).owners.find((o) => o.owner === owner)?.refs ?? [])
+      const located = ownerRecord(cat, owner);
+      if (located === null) continue;
+      const found = await findRecord(ctx, located.kind, located.id);
+      const refs = found
+        ? (recordRefs(cat, located.kind, found.doc).owners.find((o) => o.owner === owner)?.refs ?? [])
         : [];
       const wanted = new Map(refs.map((ref) => [objectId(ref), ref]));
       const rows = await ctx.db.query("offload_refs").withIndex("by_owner", (q) => q.eq("owner", owner)).collect();

@@ -4,12 +4,18 @@
 attachments in S3, R2, Convex file storage or a folder. Configuration: `OffloadConfig`.
 """
 
+from convex_offload.blobs.base import BlobStore, ObjectInfo
+from convex_offload.blobs.convex_files import ConvexFilesBlobStore
+from convex_offload.blobs.local import LocalBlobStore
+from convex_offload.blobs.memory import MemoryBlobStore
+from convex_offload.blobs.s3 import S3BlobStore, S3Connection
 from convex_offload.config import BucketConfig, OffloadConfig, RoutingRule
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import (
     AttachmentIntegrityError,
     AttachmentMissingError,
     AttachmentPolicyError,
+    BlobStoreError,
     BucketConfigError,
     ConvexAuthError,
     ConvexError,
@@ -24,25 +30,47 @@ from convex_offload.errors import (
     MalformedAttachmentError,
     NotFoundError,
     OffloadError,
+    RecordKindError,
     RecordTooLargeError,
     StorageOperationError,
+    UnsupportedManifestError,
     UploadError,
 )
+from convex_offload.offload.kinds import RecordKind, RecordKinds
+from convex_offload.offload.lifecycle import DeletionReport, GcReport
+from convex_offload.offload.manifest import Manifest, Ref
+from convex_offload.offload.memory import OffloadingMemory
+from convex_offload.offload.offloader import Offloader
+from convex_offload.offload.operations import MigrateReport, StatsReport, VerifyReport
+from convex_offload.offload.records import OffloadedRecords
+from convex_offload.offload.restorer import RestoreMode
+from convex_offload.offload.rewriter import Rewritten
+from convex_offload.offload.stats import OffloadStats
 from convex_offload.offload.store import OffloadingStore
+from convex_offload.offload.transaction import Change, Checkpoint, Write, WriteResult, WriteTransaction
+from convex_offload.offload.workflows import OffloadingWorkflows
+from convex_offload.store.memory import MemoryStore
 from convex_offload.store.models import (
     DateRange,
     Message,
     MessageInclude,
+    MessagesPage,
     MessageUpdate,
     OrderBy,
     Resource,
     Score,
     ScorePayload,
+    ScoresPage,
     Thread,
+    ThreadsPage,
     WorkflowRun,
+    WorkflowRunsPage,
 )
-from convex_offload.store.store import ConvexStore
-from convex_offload.store.vectors import ConvexVector
+from convex_offload.store.paging import PerPage
+from convex_offload.store.scores import ScoreStore
+from convex_offload.store.store import ConvexStore, DomainName
+from convex_offload.store.vectors import ConvexVector, IndexStats, QueryResult
+from convex_offload.store.workflows import WorkflowStore
 
 __version__ = "0.1.0"
 
@@ -50,11 +78,16 @@ __all__ = [
     "AttachmentIntegrityError",
     "AttachmentMissingError",
     "AttachmentPolicyError",
+    "BlobStore",
+    "BlobStoreError",
     "BucketConfig",
     "BucketConfigError",
+    "Change",
+    "Checkpoint",
     "ConvexAuthError",
     "ConvexClient",
     "ConvexError",
+    "ConvexFilesBlobStore",
     "ConvexFunctionError",
     "ConvexOffloadError",
     "ConvexRequestError",
@@ -62,26 +95,63 @@ __all__ = [
     "ConvexTransportError",
     "ConvexVector",
     "DateRange",
+    "DeletionReport",
+    "DomainName",
     "ForbiddenReferenceError",
+    "GcReport",
+    "IndexStats",
     "InvalidInputError",
     "InvalidValueError",
     "LimitExceededError",
+    "LocalBlobStore",
     "MalformedAttachmentError",
+    "Manifest",
+    "MemoryBlobStore",
+    "MemoryStore",
     "Message",
     "MessageInclude",
     "MessageUpdate",
+    "MessagesPage",
+    "MigrateReport",
     "NotFoundError",
+    "ObjectInfo",
     "OffloadConfig",
     "OffloadError",
+    "OffloadStats",
+    "OffloadedRecords",
+    "Offloader",
+    "OffloadingMemory",
     "OffloadingStore",
+    "OffloadingWorkflows",
     "OrderBy",
+    "PerPage",
+    "QueryResult",
+    "RecordKind",
+    "RecordKindError",
+    "RecordKinds",
     "RecordTooLargeError",
+    "Ref",
     "Resource",
+    "RestoreMode",
+    "Rewritten",
     "RoutingRule",
+    "S3BlobStore",
+    "S3Connection",
     "Score",
     "ScorePayload",
+    "ScoreStore",
+    "ScoresPage",
+    "StatsReport",
     "StorageOperationError",
     "Thread",
+    "ThreadsPage",
+    "UnsupportedManifestError",
     "UploadError",
+    "VerifyReport",
     "WorkflowRun",
+    "WorkflowRunsPage",
+    "WorkflowStore",
+    "Write",
+    "WriteResult",
+    "WriteTransaction",
 ]

@@ -322,15 +322,16 @@ def migrate(
     was read (a changed one is counted as a conflict and left for the next run).
     Exit 1 if any record could not be migrated.
     """
-    from convex_offload.offload.lifecycle import SCANNED_TABLES
+    from convex_offload.offload.kinds import RecordKinds
     from convex_offload.offload.operations import MigrateReport
     from convex_offload.offload.operations import migrate as run_migrate
 
-    tables = table or list(SCANNED_TABLES)
-    unknown = [t for t in tables if t not in SCANNED_TABLES]
+    known = [kind.storage.table for kind in RecordKinds.default()]
+    tables = table or known
+    unknown = [t for t in tables if t not in known]
     if unknown:
         raise typer.BadParameter(
-            f"unknown table {unknown[0]!r}; one of {', '.join(SCANNED_TABLES)}", param_hint="'--table'"
+            f"unknown table {unknown[0]!r}; one of {', '.join(known)}", param_hint="'--table'"
         )
     as_document = as_json or progress_lines
     with _reporting_errors(as_document), _progress(not as_document, "migrating") as bar:

@@ -34,7 +34,7 @@ from pydantic_settings import (
 
 from convex_offload.errors import BucketConfigError
 
-Provider = Literal["s3", "r2", "convex", "local"]
+Provider = Literal["s3", "r2", "convex", "local", "memory"]
 MAX_PRESIGN_TTL = 7 * 24 * 3600
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9._-]+/)*$")
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")

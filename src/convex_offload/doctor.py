@@ -62,10 +62,10 @@ async def run_doctor(config: OffloadConfig) -> list[Check]:
         for name, bucket_config in config.buckets.items():
             bucket = open_bucket(name, bucket_config, convex=client, max_workers=2)
             try:
-                probe, head = await probe_bucket(bucket)
+                probe, head = await probe_bucket(bucket, bucket_config.prefix)
                 checks.append(probe)
                 checks.append(check_encryption(name, bucket_config, head))
-                checks.append(await check_cors(bucket))
+                checks.append(await check_cors(bucket, bucket_config))
             finally:
                 await bucket.aclose()
     finally:
@@ -100,13 +100,13 @@ async def check_convex(client: ConvexClient) -> Check:
     return Check("convex", "ok", f"{client.url} reachable, admin key accepted, functions deployed")
 
 
-async def probe_bucket(bucket: BlobStore) -> tuple[Check, ObjectInfo | None]:
+async def probe_bucket(bucket: BlobStore, prefix: str) -> tuple[Check, ObjectInfo | None]:
     """Put a small object under `<prefix>_doctor/`, read it back, delete it; and its HEAD while it lived.
 
     Failures of any kind are reported rather than raised: that is what doctor is for.
     """
     name = f"bucket {bucket.name} probe"
-    key = f"{bucket.config.prefix}{PROBE_FOLDER}{uuid.uuid4().hex}"
+    key = f"{prefix}{PROBE_FOLDER}{uuid.uuid4().hex}"
     sha256 = hashlib.sha256(PROBE).hexdigest()
     try:
         await bucket.put(key, PROBE, content_type="text/plain", sha256=sha256, disposition="attachment")
@@ -133,7 +133,7 @@ async def probe_bucket(bucket: BlobStore) -> tuple[Check, ObjectInfo | None]:
         problems.append(f"delete failed, {key} is left behind: {_describe(exc)}")
     if problems:
         return Check(name, "problem", "; ".join(problems)), head
-    where = f"{bucket.config.prefix}{PROBE_FOLDER}"
+    where = f"{prefix}{PROBE_FOLDER}"
     return Check(name, "ok", f"put, get and delete of a {len(PROBE)}-byte object under {where} work"), head
 
 
@@ -180,14 +180,14 @@ def same_kms_key(configured: str, reported: str) -> bool | None:
     return False
 
 
-async def check_cors(bucket: BlobStore) -> Check:
+async def check_cors(bucket: BlobStore, config: BucketConfig) -> Check:
     """Every configured origin may GET from the bucket (S3 and R2)."""
     name = f"bucket {bucket.name} CORS"
-    origins = bucket.config.cors_origins
+    origins = config.cors_origins
     if not origins:
         return Check(name, "skipped", "no cors_origins configured")
     if not isinstance(bucket, S3BlobStore):
-        return Check(name, "skipped", f"not applicable to {bucket.config.provider} buckets")
+        return Check(name, "skipped", f"not applicable to {config.provider} buckets")
     try:
         answer = await asyncio.to_thread(bucket.client.get_bucket_cors, Bucket=bucket.bucket_name)
     except ClientError as exc:

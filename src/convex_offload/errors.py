@@ -18,8 +18,11 @@
     │   ├── UploadError               an upload failed; nothing was written
     │   ├── AttachmentMissingError    a referenced object is gone
     │   ├── AttachmentIntegrityError  an object's bytes do not match its sha256
-    │   └── ForbiddenReferenceError   a manifest pointing outside its bucket/tenant
-    └── BucketConfigError             configuration that cannot work
+    │   ├── ForbiddenReferenceError   a manifest pointing outside its bucket/tenant, or forged
+    │   ├── UnsupportedManifestError  a manifest of a version this library does not read
+    │   └── BlobStoreError            a bucket operation failed (carries bucket and key)
+    ├── BucketConfigError             configuration that cannot work
+    └── RecordKindError               a record kind description that cannot work
 
 Messages name what was wrong. No error ever carries an admin key or a secret.
 """
@@ -151,8 +154,37 @@ class AttachmentIntegrityError(OffloadError):
 
 
 class ForbiddenReferenceError(OffloadError):
-    """A manifest that points at another tenant's key or outside the configured buckets."""
+    """A manifest that points at another tenant's key, outside the configured buckets, or holds a
+    URL this library would not have written."""
+
+
+class UnsupportedManifestError(OffloadError):
+    """A record's manifest has a version this library does not read (written by a newer one)."""
+
+    def __init__(self, message: str, *, record: str, version: object) -> None:
+        super().__init__(message)
+        self.record = record
+        self.version = version
+
+
+class BlobStoreError(OffloadError):
+    """A bucket operation (put, get, head, delete, list, sign) failed after the backend's retries.
+
+    `bucket` is the configured bucket's name, `key` the object's key (empty for listings),
+    `operation` what was attempted.
+    """
+
+    def __init__(self, message: str, *, bucket: str, key: str, operation: str) -> None:
+        where = f" {key!r}" if key else ""
+        super().__init__(f"bucket {bucket!r}: {operation}{where} failed: {message}")
+        self.bucket = bucket
+        self.key = key
+        self.operation = operation
 
 
 class BucketConfigError(ConvexOffloadError, ValueError):
     """Bucket or routing configuration that cannot work; the message names the field."""
+
+
+class RecordKindError(ConvexOffloadError, ValueError):
+    """A record kind description that cannot work, or a kind no store knows; names kind and field."""

@@ -1,4 +1,10 @@
-"""The `BlobStore` interface every backend implements, and what it answers."""
+"""The `BlobStore` interface every backend implements, and what it answers.
+
+Backends get what they need to reach their storage (a bucket and its endpoint and credentials,
+a folder, a Convex client), never the policy: which types or sizes a bucket accepts, how long a
+presigned URL may live and how keys are made are the offloader's business. Every failure of the
+storage itself is a `BlobStoreError` naming the bucket, the key and the operation.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,11 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
-from convex_offload.config import BucketConfig
 from convex_offload.errors import ForbiddenReferenceError
 
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
+_SAFE_KEY: Final = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +39,11 @@ class BlobStore(Protocol):
     """A bucket of immutable, content-addressed objects.
 
     Keys are produced by the offloader (never from user input) and checked by `check_key`.
-    Implementations translate their own errors into `convex_offload.errors` types and keep
-    provider quirks (R2's checksums, Convex's upload URLs) to themselves.
+    Implementations raise `BlobStoreError` for their own failures and keep provider quirks (R2's
+    checksums, Convex's upload URLs) to themselves.
     """
 
     name: str
-    config: BucketConfig
 
     async def put(
         self, key: str, data: bytes | bytearray, *, content_type: str, sha256: str, disposition: str | None
@@ -67,12 +71,16 @@ class BlobStore(Protocol):
         """The URL written into records in place of the payload.
 
         A public/CDN URL or a Convex storage URL where the bucket allows it, so consumers without
-        this library can still use it; for a private bucket an `s3://bucket/key`-style locator.
+        this library can still use it; for a private bucket a locator such as `s3://bucket/key`.
         """
         ...
 
+    def is_reference_url(self, key: str, url: str) -> bool:
+        """Whether `url` is what `reference_url(key)` writes (a forged URL in a manifest is not)."""
+        ...
+
     async def access_url(self, key: str, ttl: int) -> str:
-        """A fresh URL a browser can GET: public, or presigned for at most `ttl` seconds."""
+        """A fresh URL a browser can GET: public, or valid for `ttl` seconds."""
         ...
 
     async def aclose(self) -> None:
@@ -85,3 +93,8 @@ def check_key(key: str) -> str:
     if len(key) > 1024 or not _SAFE_KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
         raise ForbiddenReferenceError(f"object key {key[:80]!r} is not a key this library writes")
     return key
+
+
+def public_url(base: str, key: str) -> str:
+    """The URL of `key` under a public/CDN base URL."""
+    return base.rstrip("/") + "/" + check_key(key)

@@ -3,37 +3,42 @@
 Convex names files by storage id; the table `offload_files` maps each content-addressed key to
 its file. Upload: `generateUploadUrl` → POST the bytes → `commit` (a racing duplicate is deleted
 there, so each key keeps exactly one file). The URL written into records is the file's Convex
-storage URL, which anyone holding it can GET (Convex's own model: bearer URLs).
+storage URL (`<deployment>/api/storage/<id>`), which anyone holding it can GET (Convex's own
+model: bearer URLs). Every Convex failure becomes `BlobStoreError` in one place (`_calling`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from convex_offload.blobs.base import ObjectInfo, check_key
-from convex_offload.config import BucketConfig
+from convex_offload.blobs.base import ObjectInfo, check_key, public_url
 from convex_offload.convex.client import ConvexClient
-from convex_offload.errors import BucketConfigError, ConvexError, OffloadError
+from convex_offload.errors import BlobStoreError, ConvexError
 
-FILES_MODULE = "offload/files"
+FILES_MODULE: Final = "offload/files"
 
 
 class ConvexFilesBlobStore:
     """Objects in the Convex deployment's own file storage."""
 
-    def __init__(self, name: str, config: BucketConfig, client: ConvexClient | None) -> None:
-        if client is None:
-            raise BucketConfigError(
-                f"buckets.{name}: a convex bucket needs the Convex deployment (convex_url)"
-            )
+    def __init__(self, name: str, client: ConvexClient, *, public_base_url: str | None = None) -> None:
         self.name = name
-        self.config = config
         self.client = client
+        self.public_base_url = public_base_url
+        self._storage_prefix = client.url.rstrip("/") + "/api/storage/"
 
     def __repr__(self) -> str:
         return f"ConvexFilesBlobStore({self.name!r}, {self.client!r})"
+
+    @contextlib.contextmanager
+    def _calling(self, operation: str, key: str) -> Iterator[None]:
+        try:
+            yield
+        except ConvexError as exc:
+            raise BlobStoreError(str(exc), bucket=self.name, key=key, operation=operation) from None
 
     async def _lookup(self, key: str) -> dict[str, Any] | None:
         entry = await self.client.query(f"{FILES_MODULE}:lookup", {"key": check_key(key)})
@@ -43,7 +48,7 @@ class ConvexFilesBlobStore:
         self, key: str, data: bytes | bytearray, *, content_type: str, sha256: str, disposition: str | None
     ) -> None:
         """Upload through an upload URL and record the key; Convex checks the size it received."""
-        try:
+        with self._calling("upload", key):
             upload_url = await self.client.mutation(f"{FILES_MODULE}:generateUploadUrl", {})
             storage_id = await self.client.upload(upload_url, bytes(data), content_type)
             args: dict[str, Any] = {
@@ -56,25 +61,19 @@ class ConvexFilesBlobStore:
             if disposition:
                 args["disposition"] = disposition
             await self.client.mutation(f"{FILES_MODULE}:commit", args)
-        except ConvexError as exc:
-            raise OffloadError(f"bucket {self.name!r}: Convex file upload failed: {exc}") from None
 
     async def get(self, key: str) -> bytes | None:
         """Download the file behind `key`, or None when there is none."""
-        try:
+        with self._calling("download", key):
             entry = await self._lookup(key)
             if entry is None or not entry.get("url"):
                 return None
             return await self.client.download(entry["url"])
-        except ConvexError as exc:
-            raise OffloadError(f"bucket {self.name!r}: Convex file download failed: {exc}") from None
 
     async def head(self, key: str) -> ObjectInfo | None:
         """The recorded size, type and sha256 of the object, or None."""
-        try:
+        with self._calling("lookup", key):
             entry = await self._lookup(key)
-        except ConvexError as exc:
-            raise OffloadError(f"bucket {self.name!r}: Convex file lookup failed: {exc}") from None
         if entry is None:
             return None
         return ObjectInfo(
@@ -88,18 +87,17 @@ class ConvexFilesBlobStore:
 
     async def delete(self, key: str) -> None:
         """Delete the key's entry and its file."""
-        try:
+        with self._calling("delete", key):
             await self.client.mutation(f"{FILES_MODULE}:deleteByKey", {"key": check_key(key)})
-        except ConvexError as exc:
-            raise OffloadError(f"bucket {self.name!r}: Convex file delete failed: {exc}") from None
 
     async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Every recorded object under `prefix`, a page at a time."""
         cursor: str | None = None
         while True:
-            page = await self.client.query(
-                f"{FILES_MODULE}:list", {"prefix": prefix, "cursor": cursor, "pageSize": 500}
-            )
+            with self._calling("list", ""):
+                page = await self.client.query(
+                    f"{FILES_MODULE}:list", {"prefix": prefix, "cursor": cursor, "pageSize": 500}
+                )
             for item in page["page"]:
                 yield ObjectInfo(
                     key=item["key"],
@@ -114,13 +112,22 @@ class ConvexFilesBlobStore:
 
     async def reference_url(self, key: str) -> str:
         """The file's Convex storage URL (public base URL instead, when configured)."""
-        if self.config.public_base_url:
-            return self.config.public_base_url.rstrip("/") + "/" + check_key(key)
-        entry = await self._lookup(key)
+        if self.public_base_url:
+            return public_url(self.public_base_url, key)
+        with self._calling("lookup", key):
+            entry = await self._lookup(key)
         if entry is None or not entry.get("url"):
-            raise OffloadError(f"bucket {self.name!r}: no Convex file for {key!r}")
+            raise BlobStoreError("no Convex file for this key", bucket=self.name, key=key, operation="lookup")
         url: str = entry["url"]
         return url
+
+    def is_reference_url(self, key: str, url: str) -> bool:
+        """Whether `url` is a storage URL of this deployment (Convex picks the file id, which is not
+        checked here: the file behind a key is always found by its key, never by this URL)."""
+        if self.public_base_url:
+            return url == public_url(self.public_base_url, key)
+        rest = url[len(self._storage_prefix) :] if url.startswith(self._storage_prefix) else ""
+        return bool(rest) and all(ch.isalnum() or ch in "-_" for ch in rest)
 
     async def access_url(self, key: str, ttl: int) -> str:
         """Convex storage URLs do not expire; the same URL as `reference_url`."""

@@ -7,27 +7,31 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
-from convex_offload.blobs.base import ObjectInfo, check_key
-from convex_offload.config import BucketConfig
-from convex_offload.errors import AttachmentIntegrityError, BucketConfigError
+from convex_offload.blobs.base import ObjectInfo, check_key, public_url
+from convex_offload.errors import AttachmentIntegrityError, BlobStoreError
 
 _META = ".meta.json"
+T = TypeVar("T")
 
 
 class LocalBlobStore:
-    """Objects as files under `config.path`; each has a `<key>.meta.json` beside it."""
+    """Objects as files under `path`; each has a `<key>.meta.json` beside it."""
 
-    def __init__(self, name: str, config: BucketConfig) -> None:
-        if config.path is None:
-            raise BucketConfigError(f"buckets.{name}.path: a local bucket needs a folder")
+    def __init__(
+        self, name: str, path: str | os.PathLike[str], *, public_base_url: str | None = None
+    ) -> None:
         self.name = name
-        self.config = config
-        self.root = config.path.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.public_base_url = public_base_url
+        self.root = Path(path).resolve()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BlobStoreError(str(exc), bucket=name, key="", operation="create folder") from None
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({self.name!r}, {str(self.root)!r})"
@@ -40,7 +44,7 @@ class LocalBlobStore:
     ) -> None:
         """Write the object atomically (temp file, fsync, rename)."""
         meta = {"content_type": content_type, "sha256": sha256, "disposition": disposition, "size": len(data)}
-        await asyncio.to_thread(self._write, self._path(key), data, sha256, meta)
+        await self._run("PutObject", key, self._write, self._path(key), data, sha256, meta)
 
     def _write(self, path: Path, data: bytes | bytearray, sha256: str, meta: Mapping[str, object]) -> None:
         if hashlib.sha256(data).hexdigest() != sha256:
@@ -53,15 +57,11 @@ class LocalBlobStore:
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None."""
-        path = self._path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            return None
+        return await self._run("GetObject", key, _read_or_none, self._path(key))
 
     async def head(self, key: str) -> ObjectInfo | None:
         """Size, type and sha256 of the object, or None."""
-        return await asyncio.to_thread(self._head, key)
+        return await self._run("HeadObject", key, self._head, key)
 
     def _head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
@@ -85,11 +85,11 @@ class LocalBlobStore:
     async def delete(self, key: str) -> None:
         """Remove the object and its metadata file."""
         path = self._path(key)
-        await asyncio.to_thread(_unlink_all, path, path.with_name(path.name + _META))
+        await self._run("DeleteObject", key, _unlink_all, path, path.with_name(path.name + _META))
 
     async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Objects under `prefix`, in key order."""
-        keys = await asyncio.to_thread(self._keys)
+        keys = await self._run("ListObjects", "", self._keys)
         for key in keys:
             if key.startswith(prefix):
                 info = await self.head(key)
@@ -107,15 +107,31 @@ class LocalBlobStore:
 
     async def reference_url(self, key: str) -> str:
         """`public_base_url/key` when set, else `local://<bucket>/<key>`."""
-        if self.config.public_base_url:
-            return self.config.public_base_url.rstrip("/") + "/" + check_key(key)
+        return self._reference(key)
+
+    def is_reference_url(self, key: str, url: str) -> bool:
+        """Whether `url` is this folder's reference URL of `key`."""
+        return url == self._reference(key)
+
+    def _reference(self, key: str) -> str:
+        if self.public_base_url:
+            return public_url(self.public_base_url, key)
         return f"local://{self.name}/{check_key(key)}"
 
     async def access_url(self, key: str, ttl: int) -> str:
         """A `file://` URL (a folder has no presigning); public URL when configured."""
-        if self.config.public_base_url:
-            return await self.reference_url(key)
+        if self.public_base_url:
+            return public_url(self.public_base_url, key)
         return self._path(key).as_uri()
+
+    async def _run(self, operation: str, key: str, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run a file operation in a thread; its OS errors become `BlobStoreError`."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OSError as exc:
+            raise BlobStoreError(
+                f"{type(exc).__name__}: {exc.strerror or exc}", bucket=self.name, key=key, operation=operation
+            ) from None
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -132,6 +148,13 @@ def _atomic_write(path: Path, data: bytes | bytearray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _unlink_all(*paths: Path) -> None:

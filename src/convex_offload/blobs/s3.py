@@ -1,8 +1,10 @@
 """S3 and S3-compatible buckets (AWS, LocalStack, MinIO) and Cloudflare R2, with boto3.
 
 boto3 is synchronous: every call runs in this store's own bounded thread pool, so uploads go in
-parallel without blocking the event loop. R2's quirks live here: region `auto`, SigV4, checksums
-only when required (R2 refuses boto3's default CRC32 trailer), no SSE-KMS.
+parallel without blocking the event loop, and every call goes through one place (`_call`) that
+turns boto3's errors into `BlobStoreError` (a refused checksum into `AttachmentIntegrityError`).
+R2's quirks live here: region `auto`, SigV4, checksums only when required (R2 refuses boto3's
+default CRC32 trailer), no SSE-KMS.
 """
 
 from __future__ import annotations
@@ -12,33 +14,55 @@ import base64
 import functools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
 
-from convex_offload.blobs.base import ObjectInfo, check_key
-from convex_offload.config import BucketConfig
-from convex_offload.errors import AttachmentIntegrityError, BucketConfigError, OffloadError
+from convex_offload.blobs.base import ObjectInfo, check_key, public_url
+from convex_offload.errors import AttachmentIntegrityError, BlobStoreError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 T = TypeVar("T")
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchObject"})
+_MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchObject"})
+_BAD_DIGEST: Final = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
+
+
+@dataclass(frozen=True)
+class S3Connection:
+    """What an S3-compatible bucket needs to be reached and written: no policy."""
+
+    bucket: str
+    provider: Literal["s3", "r2"] = "s3"
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    profile: str | None = None
+    timeout_seconds: float = 60
+    max_attempts: int = 4
+    public_base_url: str | None = None
+    max_presign_ttl: int = 900
+    """No presigned URL lives longer than this, whatever a caller asks."""
+    sse: Literal["AES256", "aws:kms"] | None = None
+    kms_key_id: str | None = None
+    storage_class: str | None = None
 
 
 class S3BlobStore:
     """A bucket on S3 or an S3-compatible service (provider `s3` or `r2`)."""
 
-    def __init__(self, name: str, config: BucketConfig, *, max_workers: int = 8) -> None:
-        if config.bucket is None:
-            raise BucketConfigError(f"buckets.{name}.bucket: an S3 bucket needs its bucket name")
+    def __init__(self, name: str, connection: S3Connection, *, max_workers: int = 8) -> None:
         self.name = name
-        self.config = config
-        self.bucket_name = config.bucket
-        self._client = make_client(config, max_pool_connections=max_workers)
+        self.connection = connection
+        self.bucket_name = connection.bucket
+        self._client = make_client(connection, max_pool_connections=max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"s3-{name}")
 
     @property
@@ -47,16 +71,34 @@ class S3BlobStore:
         return self._client
 
     def __repr__(self) -> str:
-        return f"S3BlobStore({self.name!r}, bucket={self.bucket_name!r}, provider={self.config.provider!r})"
+        return (
+            f"S3BlobStore({self.name!r}, bucket={self.bucket_name!r}, provider={self.connection.provider!r})"
+        )
 
-    async def _run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    async def _call(
+        self, operation: str, key: str, fn: Callable[..., T], /, *, missing: bool = False, **kwargs: Any
+    ) -> T | None:
+        """Run one boto3 call in the pool; None for a missing object when `missing` allows it."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, **kwargs))
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, **kwargs))
+        except ClientError as exc:
+            code = _code(exc)
+            if missing and code in _MISSING:
+                return None
+            if code in _BAD_DIGEST:
+                raise AttachmentIntegrityError(
+                    f"{self.name} refused the bytes: {code}", bucket=self.name, key=key
+                ) from None
+            raise BlobStoreError(_describe(exc), bucket=self.name, key=key, operation=operation) from None
+        except BotoCoreError as exc:
+            raise BlobStoreError(_describe(exc), bucket=self.name, key=key, operation=operation) from None
 
     async def put(
         self, key: str, data: bytes | bytearray, *, content_type: str, sha256: str, disposition: str | None
     ) -> None:
         """PutObject with a SHA-256 checksum the service verifies, and the bucket's encryption."""
+        c = self.connection
         params: dict[str, Any] = {
             "Bucket": self.bucket_name,
             "Key": check_key(key),
@@ -67,38 +109,17 @@ class S3BlobStore:
         }
         if disposition:
             params["ContentDisposition"] = disposition
-        if self.config.sse:
-            params["ServerSideEncryption"] = self.config.sse
-            if self.config.kms_key_id:
-                params["SSEKMSKeyId"] = self.config.kms_key_id
-        if self.config.storage_class:
-            params["StorageClass"] = self.config.storage_class
-        try:
-            await self._run(self._client.put_object, **params)
-        except ClientError as exc:
-            code = _code(exc)
-            if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
-                raise AttachmentIntegrityError(
-                    f"{self.name} refused the bytes: {code}", bucket=self.name, key=key
-                ) from None
-            raise OffloadError(f"bucket {self.name!r}: PutObject failed: {_describe(exc)}") from None
-        except BotoCoreError as exc:
-            raise OffloadError(
-                f"bucket {self.name!r}: PutObject failed: {type(exc).__name__}: {exc}"
-            ) from None
+        if c.sse:
+            params["ServerSideEncryption"] = c.sse
+            if c.kms_key_id:
+                params["SSEKMSKeyId"] = c.kms_key_id
+        if c.storage_class:
+            params["StorageClass"] = c.storage_class
+        await self._call("PutObject", key, self._client.put_object, **params)
 
     async def get(self, key: str) -> bytes | None:
         """GetObject's bytes, or None when the object does not exist."""
-        try:
-            return await self._run(self._get, key=check_key(key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise OffloadError(f"bucket {self.name!r}: GetObject failed: {_describe(exc)}") from None
-        except BotoCoreError as exc:
-            raise OffloadError(
-                f"bucket {self.name!r}: GetObject failed: {type(exc).__name__}: {exc}"
-            ) from None
+        return await self._call("GetObject", key, self._get, missing=True, key=check_key(key))
 
     def _get(self, key: str) -> bytes:
         response = self._client.get_object(Bucket=self.bucket_name, Key=key)
@@ -107,16 +128,16 @@ class S3BlobStore:
 
     async def head(self, key: str) -> ObjectInfo | None:
         """HeadObject, or None when the object does not exist."""
-        try:
-            response = await self._run(self._client.head_object, Bucket=self.bucket_name, Key=check_key(key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise OffloadError(f"bucket {self.name!r}: HeadObject failed: {_describe(exc)}") from None
-        except BotoCoreError as exc:
-            raise OffloadError(
-                f"bucket {self.name!r}: HeadObject failed: {type(exc).__name__}: {exc}"
-            ) from None
+        response = await self._call(
+            "HeadObject",
+            key,
+            self._client.head_object,
+            missing=True,
+            Bucket=self.bucket_name,
+            Key=check_key(key),
+        )
+        if response is None:
+            return None
         return ObjectInfo(
             key=key,
             size=int(response.get("ContentLength", 0)),
@@ -130,10 +151,9 @@ class S3BlobStore:
 
     async def delete(self, key: str) -> None:
         """DeleteObject (S3 answers success for a missing key too)."""
-        try:
-            await self._run(self._client.delete_object, Bucket=self.bucket_name, Key=check_key(key))
-        except (ClientError, BotoCoreError) as exc:
-            raise OffloadError(f"bucket {self.name!r}: DeleteObject failed: {_describe(exc)}") from None
+        await self._call(
+            "DeleteObject", key, self._client.delete_object, Bucket=self.bucket_name, Key=check_key(key)
+        )
 
     async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """ListObjectsV2 through every page."""
@@ -142,10 +162,8 @@ class S3BlobStore:
             params: dict[str, Any] = {"Bucket": self.bucket_name, "Prefix": prefix}
             if token:
                 params["ContinuationToken"] = token
-            try:
-                page = await self._run(self._client.list_objects_v2, **params)
-            except (ClientError, BotoCoreError) as exc:
-                raise OffloadError(f"bucket {self.name!r}: ListObjectsV2 failed: {_describe(exc)}") from None
+            page = await self._call("ListObjectsV2", "", self._client.list_objects_v2, **params)
+            assert page is not None
             for item in page.get("Contents", []):
                 yield ObjectInfo(
                     key=item["Key"], size=int(item["Size"]), last_modified=item.get("LastModified")
@@ -156,21 +174,30 @@ class S3BlobStore:
 
     async def reference_url(self, key: str) -> str:
         """The public/CDN URL when configured, else `s3://bucket/key`."""
-        if self.config.public_base_url:
-            return self.config.public_base_url.rstrip("/") + "/" + check_key(key)
+        return self._reference(key)
+
+    def is_reference_url(self, key: str, url: str) -> bool:
+        """Whether `url` is this bucket's reference URL of `key`."""
+        return url == self._reference(key)
+
+    def _reference(self, key: str) -> str:
+        if self.connection.public_base_url:
+            return public_url(self.connection.public_base_url, key)
         return f"s3://{self.bucket_name}/{check_key(key)}"
 
     async def access_url(self, key: str, ttl: int) -> str:
-        """The public URL, or a presigned GET valid for min(ttl, presign_ttl) seconds."""
-        if self.config.public_base_url:
-            return await self.reference_url(key)
-        expires = max(1, min(ttl, self.config.presign_ttl))
-        url: str = await self._run(
+        """The public URL, or a presigned GET valid for `ttl` seconds (at most `max_presign_ttl`)."""
+        if self.connection.public_base_url:
+            return public_url(self.connection.public_base_url, key)
+        url = await self._call(
+            "presign GetObject",
+            key,
             self._client.generate_presigned_url,
             ClientMethod="get_object",
             Params={"Bucket": self.bucket_name, "Key": check_key(key)},
-            ExpiresIn=expires,
+            ExpiresIn=max(1, min(ttl, self.connection.max_presign_ttl)),
         )
+        assert url is not None
         return url
 
     async def aclose(self) -> None:
@@ -179,34 +206,36 @@ class S3BlobStore:
         self._client.close()
 
 
-def make_client(config: BucketConfig, *, max_pool_connections: int = 10) -> S3Client:
-    """A boto3 S3 client for a bucket's config (path-style addressing, SigV4, R2 quirks)."""
+def make_client(connection: S3Connection, *, max_pool_connections: int = 10) -> S3Client:
+    """A boto3 S3 client for a bucket (path-style addressing, SigV4, R2 quirks)."""
     options: dict[str, Any] = {
         "signature_version": "s3v4",
         "s3": {"addressing_style": "path"},
         "max_pool_connections": max_pool_connections,
-        "retries": {"max_attempts": config.max_attempts, "mode": "standard"},
-        "connect_timeout": min(10.0, config.timeout_seconds),
-        "read_timeout": config.timeout_seconds,
+        "retries": {"max_attempts": connection.max_attempts, "mode": "standard"},
+        "connect_timeout": min(10.0, connection.timeout_seconds),
+        "read_timeout": connection.timeout_seconds,
     }
-    if config.provider == "r2":
+    if connection.provider == "r2":
         # R2 rejects the CRC32 trailer boto3 >= 1.36 sends by default (FACTS §8).
         options["request_checksum_calculation"] = "when_required"
         options["response_checksum_validation"] = "when_required"
     session = (
-        boto3.session.Session(profile_name=config.profile) if config.profile else boto3.session.Session()
+        boto3.session.Session(profile_name=connection.profile)
+        if connection.profile
+        else boto3.session.Session()
     )
     kwargs: dict[str, Any] = {
         "config": Config(**options),
-        "region_name": config.region or ("auto" if config.provider == "r2" else None),
+        "region_name": connection.region or ("auto" if connection.provider == "r2" else None),
     }
-    if config.effective_endpoint:
-        kwargs["endpoint_url"] = config.effective_endpoint
-    if config.access_key_id is not None and config.secret_access_key is not None:
-        kwargs["aws_access_key_id"] = config.access_key_id.get_secret_value()
-        kwargs["aws_secret_access_key"] = config.secret_access_key.get_secret_value()
-        if config.session_token is not None:
-            kwargs["aws_session_token"] = config.session_token.get_secret_value()
+    if connection.endpoint_url:
+        kwargs["endpoint_url"] = connection.endpoint_url
+    if connection.access_key_id is not None and connection.secret_access_key is not None:
+        kwargs["aws_access_key_id"] = connection.access_key_id.get_secret_value()
+        kwargs["aws_secret_access_key"] = connection.secret_access_key.get_secret_value()
+        if connection.session_token is not None:
+            kwargs["aws_session_token"] = connection.session_token.get_secret_value()
     client: S3Client = session.client("s3", **kwargs)
     return client
 

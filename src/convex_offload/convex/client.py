@@ -23,6 +23,7 @@ from convex_offload.errors import (
     ConvexFunctionError,
     ConvexRequestError,
     ConvexTransportError,
+    InvalidInputError,
     LimitExceededError,
     RecordTooLargeError,
 )
@@ -65,10 +66,10 @@ class ConvexClient(AsyncClosing):
         max_connections: int = 32,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"Convex URL must start with http:// or https://, got {url!r}")
+            raise InvalidInputError(f"Convex URL must start with http:// or https://, got {url[:200]!r}")
         key = admin_key if isinstance(admin_key, SecretStr) else SecretStr(admin_key)
         if not key.get_secret_value().strip():
-            raise ValueError("Convex admin key is empty")
+            raise InvalidInputError("Convex admin key is empty")
         self.url = url.rstrip("/")
         self.max_retries = max_retries
         self.backoff = backoff

@@ -6,6 +6,7 @@ from pydantic import SecretStr
 
 from convex_offload.closing import AsyncClosing
 from convex_offload.convex.client import ConvexClient
+from convex_offload.errors import InvalidInputError
 
 
 class ClientOwner(AsyncClosing):
@@ -22,7 +23,7 @@ class ClientOwner(AsyncClosing):
     ) -> None:
         if client is None:
             if url is None or admin_key is None:
-                raise ValueError(f"{type(self).__name__} needs a url and an admin_key, or a client")
+                raise InvalidInputError(f"{type(self).__name__} needs a url and an admin_key, or a client")
             client = ConvexClient(url, admin_key)
             owns_client = True
         self._owns_client = owns_client

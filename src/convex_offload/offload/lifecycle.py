@@ -26,14 +26,14 @@ from typing import Any
 from convex_offload.blobs.base import ObjectInfo
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import ConvexOffloadError
-from convex_offload.offload.engine import Offloader
+from convex_offload.offload.kinds import RecordKind, RecordKinds
+from convex_offload.offload.offloader import Offloader
 from convex_offload.offload.registry import ConvexRefRegistry, ObjectKey
 
 logger = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 600
 """How long a deletion claim holds: far longer than deleting one object takes."""
-SCANNED_TABLES = ("mastra_messages", "mastra_threads", "mastra_resources", "mastra_workflow_snapshots")
 RECONCILE_BATCH = 50
 Phase = Callable[[str], Awaitable[None]]
 """Called between the passes of `gc` with the name of the pass about to run (tests interleave writes)."""
@@ -55,6 +55,7 @@ class RecordInfo:
     """One stored record as the scan sees it."""
 
     table: str
+    """Its Convex table (for the `documents` layout: its Mastra table name)."""
     id: str
     size: int
     inline: bool
@@ -81,9 +82,10 @@ class GcReport:
 class Lifecycle:
     """Deletion, garbage collection and scans over one deployment's records and buckets."""
 
-    def __init__(self, offloader: Offloader, registry: ConvexRefRegistry) -> None:
+    def __init__(self, offloader: Offloader, registry: ConvexRefRegistry, kinds: RecordKinds) -> None:
         self.offloader = offloader
         self.registry = registry
+        self.kinds = kinds
 
     def __repr__(self) -> str:
         return f"Lifecycle({self.registry!r})"
@@ -121,16 +123,22 @@ class Lifecycle:
 
     # --- scanning -----------------------------------------------------------------------------
 
-    async def records(self, table: str, page_size: int = 100) -> AsyncIterator[RecordInfo]:
-        """Every record of a table: size, whether base64 seems inline, and its manifests' refs."""
+    async def scan_page(self, kind: RecordKind, cursor: str | None, page_size: int) -> dict[str, Any]:
+        """One page of a kind's records, as `offload/scan:records` answers it (sizes, hints, refs)."""
+        page: dict[str, Any] = await self.client.query(
+            "offload/scan:records",
+            {"kind": kind.name, "catalog": self.kinds.wire(), "cursor": cursor, "pageSize": page_size},
+        )
+        return page
+
+    async def records(self, kind: RecordKind, page_size: int = 100) -> AsyncIterator[RecordInfo]:
+        """Every record of a kind: size, whether base64 seems inline, and its manifests' refs."""
         cursor: str | None = None
         while True:
-            page = await self.client.query(
-                "offload/scan:records", {"table": table, "cursor": cursor, "pageSize": page_size}
-            )
+            page = await self.scan_page(kind, cursor, page_size)
             for item in page["page"]:
                 yield RecordInfo(
-                    table=table,
+                    table=kind.storage.table if kind.storage.layout == "typed" else kind.table,
                     id=item["id"],
                     size=int(item["size"]),
                     inline=bool(item["inline"]),
@@ -144,14 +152,14 @@ class Lifecycle:
         """Every object of every bucket whose key this library wrote (never others, even in a
         shared bucket), with its bucket's name."""
         for name, bucket in self.offloader.buckets.items():
-            async for info in bucket.list_objects(bucket.config.prefix):
+            async for info in bucket.list_objects(self.offloader.keys.prefixes[name]):
                 if self.offloader.is_our_key(name, info.key):
                     yield name, info
 
     async def all_records(self) -> AsyncIterator[RecordInfo]:
-        """Every record of every scanned table."""
-        for table in SCANNED_TABLES:
-            async for record in self.records(table):
+        """Every record of every kind."""
+        for kind in self.kinds:
+            async for record in self.records(kind):
                 yield record
 
     # --- garbage collection -------------------------------------------------------------------
@@ -203,7 +211,9 @@ class Lifecycle:
         drifted = sorted(o for o in owners if rows_by_owner.get(o, set()) != manifests.get(o, set()))
         if not dry_run:
             for start in range(0, len(drifted), RECONCILE_BATCH):
-                changed, _free = await self.registry.reconcile(drifted[start : start + RECONCILE_BATCH])
+                changed, _free = await self.registry.reconcile(
+                    drifted[start : start + RECONCILE_BATCH], self.kinds
+                )
                 report.reconciled_rows += changed
 
         await phase("sweep")

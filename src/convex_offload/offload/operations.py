@@ -20,19 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from convex_offload.convex.values import document_size, dumps
+from convex_offload.convex.values import document_size
 from convex_offload.errors import ConvexOffloadError
-from convex_offload.offload.lifecycle import SCANNED_TABLES
-from convex_offload.offload.registry import ObjectRef, owner_of
-from convex_offload.offload.store import MESSAGE_HOLDER, RESOURCE_HOLDER, ROOT_HOLDER, OffloadingStore
-from convex_offload.store.db import (
-    TABLE_MESSAGES,
-    TABLE_RESOURCES,
-    TABLE_THREADS,
-    TABLE_WORKFLOW_SNAPSHOT,
-    insert_request,
-)
-from convex_offload.store.models import safely_parse_json
+from convex_offload.offload.kinds import RecordKind
+from convex_offload.offload.merge import Outcome
+from convex_offload.offload.registry import Guard
+from convex_offload.offload.store import OffloadingStore
+from convex_offload.offload.transaction import Change, Write
+from convex_offload.store.db import insert_request
 
 Progress = Callable[[str, int, int], None]
 """progress(what, count, bytes): called as work advances (the CLI draws bars with it)."""
@@ -257,23 +252,26 @@ async def migrate(
     *,
     dry_run: bool = False,
     state_path: Path | None = None,
-    tables: Sequence[str] = SCANNED_TABLES,
+    tables: Sequence[str] | None = None,
     page_size: int = 50,
     progress: Progress | None = None,
     on_page: Callable[[str, int], None] | None = None,
 ) -> MigrateReport:
-    """Offload inline base64 of existing records in place (see the module docstring)."""
+    """Offload inline base64 of existing records in place (see the module docstring).
+
+    `tables` names the kinds to migrate by their Convex (or Mastra) table; all kinds by default.
+    """
     report = MigrateReport()
     state = MigrationState(state_path)
-    for table in tables:
+    kinds = [store.kinds.for_table(t) for t in tables] if tables is not None else list(store.kinds)
+    for kind in kinds:
+        table = _table_label(kind)
         if table in state.done:
             continue
         cursor = state.cursors.get(table)
         pages = 0
         while True:
-            page = await store.store.client.query(
-                "offload/scan:records", {"table": table, "cursor": cursor, "pageSize": page_size}
-            )
+            page = await store.lifecycle.scan_page(kind, cursor, page_size)
             candidates = []
             for item in page["page"]:
                 report.scanned += 1
@@ -281,7 +279,7 @@ async def migrate(
                     candidates.append(item["id"])
             report.candidates += len(candidates)
             for record_id in candidates:
-                await _migrate_record(store, table, record_id, dry_run=dry_run, report=report)
+                await _migrate_record(store, kind, record_id, dry_run=dry_run, report=report)
                 if progress is not None:
                     progress("records", report.migrated, report.bytes_offloaded)
             pages += 1
@@ -299,119 +297,59 @@ async def migrate(
 
 
 async def _migrate_record(
-    store: OffloadingStore, table: str, record_id: str, *, dry_run: bool, report: MigrateReport
+    store: OffloadingStore, kind: RecordKind, record_id: str, *, dry_run: bool, report: MigrateReport
 ) -> None:
+    where = f"{_table_label(kind)}:{record_id}"
     try:
-        plan = _MIGRATORS[table]
-        row = await store.store.db.load(_LOGICAL[table], {"id": record_id})
+        row = await store.store.db.load(kind.table, {"id": record_id})
         if row is None:
             return
-        tree, holder, tenant = plan.tree(row)
+        tree, tenant = kind.tree_of(row), kind.tenant_of(row)
         if not isinstance(tree, dict):
             report.unchanged += 1
             return
-        batch = store.batch()
-        planned = batch.plan(tree, holder=holder, tenant=tenant, where=f"{table}:{record_id}")
-        offloaded = planned.offloaded()
-        if not offloaded:
-            report.unchanged += 1
-            return
-        before = document_size({k: v for k, v in row.items() if not k.startswith("_")})
+        plain = {k: v for k, v in row.items() if not k.startswith("_")}
+        before = document_size(plain)
         if dry_run:
+            offloaded = store.offloader.plan(tree, holder=kind.holder, tenant=tenant, where=where).offloaded()
+            if not offloaded:
+                report.unchanged += 1
+                return
             report.migrated += 1
             report.payloads += len(offloaded)
             report.bytes_offloaded += sum(p.prepared.size for p in offloaded)
             report.bytes_before += before
             return
-        await store.upload(batch)
-        rewritten = await store.offloader.rewrite(planned)
-        new_row = plan.row(row, rewritten.root)
-        store.check_size(new_row, f"{table}:{record_id}")
-        owners: dict[str, list[ObjectRef]] = {plan.owner(row): store.object_refs(rewritten.refs, tenant)}
-        field_name = plan.field
-        answer = await store.registry.write(
-            [insert_request(_LOGICAL[table], new_row)],
-            owners,
-            token=batch.token if batch.leased else None,
-            expect=[{"table": table, "id": record_id, "field": field_name, "value": row[field_name]}],
+        written_rows: list[dict[str, Any]] = []
+
+        def requests(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+            written_rows.append(kind.with_tree(plain, outcomes[0].tree))
+            return [insert_request(kind.table, written_rows[0])]
+
+        result = await store.transaction.run(
+            Write(
+                [Change(kind, record_id, tree, tenant, where=where)],
+                requests,
+                guards=[Guard(kind.table, record_id, kind.guard, row.get(kind.guard))],
+                only_if_offloading=True,
+            )
         )
-        if not answer.ok:
-            await store.abandon(batch)
-            if answer.conflicts:
-                report.conflicts += 1
-            else:
-                report.failed += 1
-                report.errors.append(f"{table}:{record_id}: objects vanished during migration")
+        if result.conflicts:
+            report.conflicts += 1
             return
-        for refs in owners.values():
-            for ref in refs:
-                store.offloader.remember(ref.ident)
+        if not result.written:
+            report.unchanged += 1
+            return
         report.migrated += 1
-        report.payloads += len(offloaded)
-        report.bytes_offloaded += sum(p.prepared.size for p in offloaded)
+        report.payloads += result.payloads
+        report.bytes_offloaded += result.payload_bytes
         report.bytes_before += before
-        report.bytes_after += document_size(new_row)
+        report.bytes_after += document_size(written_rows[0])
     except ConvexOffloadError as exc:
         report.failed += 1
-        report.errors.append(f"{table}:{record_id}: {type(exc).__name__}: {exc}")
+        report.errors.append(f"{where}: {type(exc).__name__}: {exc}")
 
 
-@dataclass(frozen=True)
-class _Migrator:
-    """How one table's rows hold their tree and are rebuilt; `field` is compared before writing
-    (a string field that any concurrent write changes)."""
-
-    field: str
-    tree: Callable[[dict[str, Any]], tuple[Any, tuple[str | int, ...], str | None]]
-    row: Callable[[dict[str, Any], Any], dict[str, Any]]
-    owner: Callable[[dict[str, Any]], str]
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if not k.startswith("_")}
-
-
-def _resource_tree(row: dict[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    if row.get("workingMemory") is not None:
-        tree["workingMemory"] = row["workingMemory"]
-    tree["metadata"] = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
-    return tree
-
-
-_MIGRATORS: dict[str, _Migrator] = {
-    "mastra_messages": _Migrator(
-        field="content",
-        tree=lambda row: (safely_parse_json(row.get("content")), MESSAGE_HOLDER, row.get("resourceId")),
-        row=lambda row, tree: {**_plain(row), "content": dumps(tree)},
-        owner=lambda row: owner_of(TABLE_MESSAGES, row["id"]),
-    ),
-    "mastra_threads": _Migrator(
-        field="updatedAt",
-        tree=lambda row: (
-            row.get("metadata") if isinstance(row.get("metadata"), dict) else {},
-            ROOT_HOLDER,
-            row.get("resourceId"),
-        ),
-        row=lambda row, tree: {**_plain(row), "metadata": tree},
-        owner=lambda row: owner_of(TABLE_THREADS, row["id"]),
-    ),
-    "mastra_resources": _Migrator(
-        field="updatedAt",
-        tree=lambda row: (_resource_tree(row), RESOURCE_HOLDER, row["id"]),
-        row=lambda row, tree: {**_plain(row), **tree},
-        owner=lambda row: owner_of(TABLE_RESOURCES, row["id"]),
-    ),
-    "mastra_workflow_snapshots": _Migrator(
-        field="snapshot",
-        tree=lambda row: (safely_parse_json(row.get("snapshot")), ROOT_HOLDER, row.get("resourceId")),
-        row=lambda row, tree: {**_plain(row), "snapshot": dumps(tree)},
-        owner=lambda row: owner_of(TABLE_WORKFLOW_SNAPSHOT, row["id"]),
-    ),
-}
-_LOGICAL = {
-    "mastra_messages": TABLE_MESSAGES,
-    "mastra_threads": TABLE_THREADS,
-    "mastra_resources": TABLE_RESOURCES,
-    "mastra_workflow_snapshots": TABLE_WORKFLOW_SNAPSHOT,
-}
+def _table_label(kind: RecordKind) -> str:
+    """How migrate's state file and reports name a kind's table."""
+    return kind.storage.table if kind.storage.layout == "typed" else kind.table

@@ -20,6 +20,16 @@ SNIFF_BYTES: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """What one payload is: its bytes' digest, size and sniffed type (and the bytes, until uploaded)."""
+
+    sha256: str
+    size: int
+    sniffed_type: str
+    data: bytes | bytearray | None
+
+
+@dataclass(frozen=True, slots=True)
 class Decoded:
     """A payload's bytes with their sha256 (hex)."""
 

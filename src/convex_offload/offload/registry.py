@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import ConvexFunctionError, StorageOperationError
+from convex_offload.offload.kinds import RecordKinds
 
 REFS = "offload/refs"
 RECORDS = "offload/records"
@@ -46,6 +47,21 @@ class ObjectRef:
             "size": self.size,
             "sha256": self.sha256,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A compare-and-swap precondition of a write: record `id` of Mastra table `table` must still
+    hold `value` in `field`."""
+
+    table: str
+    id: str
+    field: str
+    value: Any
+
+    def to_json(self) -> dict[str, Any]:
+        """As the Convex functions take it."""
+        return {"table": self.table, "id": self.id, "field": self.field, "value": self.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +145,16 @@ class ConvexRefRegistry:
         requests: Sequence[dict[str, Any]],
         owners: Mapping[str, Sequence[ObjectRef]],
         *,
+        kinds: RecordKinds,
         release: Sequence[str] = (),
         token: str | None = None,
-        expect: Sequence[Mapping[str, Any]] = (),
+        guards: Sequence[Guard] = (),
     ) -> WriteAnswer:
         """Run storage requests and set each owner's references, in one transaction.
 
-        `expect` lists `{table, id, field, value}` preconditions (a compare-and-swap): if a stored
-        field no longer holds its value, nothing is written and the record is named in `conflicts`.
+        `guards` are compare-and-swap preconditions: if a stored field no longer holds its value,
+        nothing is written and the record is named in `conflicts`. Only `WriteTransaction` calls
+        this: every write goes through it.
         """
         args: dict[str, Any] = {
             "requests": list(requests),
@@ -146,8 +164,9 @@ class ConvexRefRegistry:
         }
         if token is not None:
             args["token"] = token
-        if expect:
-            args["expect"] = [dict(e) for e in expect]
+        if guards:
+            args["expect"] = [guard.to_json() for guard in guards]
+            args["catalog"] = kinds.wire()
         try:
             answer = await self.client.mutation(f"{RECORDS}:write", args)
         except ConvexFunctionError as exc:
@@ -188,13 +207,11 @@ class ConvexRefRegistry:
         answer = await self.client.mutation(f"{REFS}:expirePending", {"now": _now_ms(), "limit": limit})
         return int(answer["expired"]), sorted(_keys(answer["unreferenced"]))
 
-    async def drop_owners(self, owners: Sequence[str]) -> list[ObjectKey]:
-        """Drop the references of owners whose records are gone."""
-        return sorted(_keys(await self.client.mutation(f"{REFS}:dropOwners", {"owners": list(owners)})))
-
-    async def reconcile(self, owners: Sequence[str]) -> tuple[int, list[ObjectKey]]:
+    async def reconcile(self, owners: Sequence[str], kinds: RecordKinds) -> tuple[int, list[ObjectKey]]:
         """Set each owner's rows from its record's manifest (read in the same transaction)."""
-        answer = await self.client.mutation(f"{REFS}:reconcile", {"owners": list(owners), "now": _now_ms()})
+        answer = await self.client.mutation(
+            f"{REFS}:reconcile", {"owners": list(owners), "now": _now_ms(), "catalog": kinds.wire()}
+        )
         return int(answer["changed"]), sorted(_keys(answer["unreferenced"]))
 
     async def rows_of(self, bucket: str, key: str) -> list[RefRow]:
@@ -211,11 +228,6 @@ class ConvexRefRegistry:
             if page["isDone"]:
                 return
             cursor = page["continueCursor"]
-
-
-def owner_of(table: str, record_id: str) -> str:
-    """The owner string of a stored record: `<table>:<record id>`."""
-    return f"{table}:{record_id}"
 
 
 def _keys(items: Sequence[Mapping[str, str]]) -> frozenset[ObjectKey]:

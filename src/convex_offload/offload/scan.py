@@ -17,15 +17,14 @@ which keeps text-only content on a fast path.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from convex_offload.errors import InvalidInputError
+from convex_offload.offload.tree import Token, pointer
 
-Token = str | int
 Form = Literal["base64", "data_url", "embedded"]
 
 BYTES_FIELDS: Final = frozenset({"data", "image", "base64", "bytes", "b64_json"})
@@ -207,18 +206,3 @@ def _looks_like_base64(text: str) -> bool:
 
 
 _BASE64_PROBE = re.compile(r"[A-Za-z0-9+/]*={0,2}[A-Za-z0-9+/]*={0,2}", re.ASCII)
-
-
-def pointer(path: tuple[Token, ...]) -> str:
-    """RFC 6901 JSON Pointer of a path (`/parts/0/data`)."""
-    return "".join("/" + str(token).replace("~", "~0").replace("/", "~1") for token in path)
-
-
-@functools.lru_cache(maxsize=8192)
-def parse_pointer(text: str) -> tuple[str, ...]:
-    """The tokens of an RFC 6901 JSON Pointer; array indexes stay strings until resolved."""
-    if text == "":
-        return ()
-    if not text.startswith("/"):
-        raise ValueError(f"JSON pointer {text!r} must start with '/'")
-    return tuple(part.replace("~1", "/").replace("~0", "~") for part in text[1:].split("/"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from convex_offload.convex.values import check_value, dumps
@@ -236,24 +236,16 @@ class MemoryStore:
 
     async def save_messages(self, messages: Sequence[Message]) -> list[Message]:
         """Create or replace messages in one transaction, then touch their threads' updatedAt."""
-        return await self.save_message_rows(messages, [m.to_row() for m in _require_saveable(messages)])
-
-    async def save_message_rows(
-        self, messages: Sequence[Message], rows: list[dict[str, Any]]
-    ) -> list[Message]:
-        """Write already-encoded rows for `messages`, then touch their threads."""
+        require_saveable(messages)
         if not messages:
             return []
+        rows = [m.to_row() for m in messages]
         for request in save_requests(rows, [m.thread_id for m in messages if m.thread_id]):
             await self.db.call(request)
         return message_list(messages)
 
     async def update_messages(self, updates: Sequence[MessageUpdate]) -> list[Message]:
         """Apply partial updates; content and content.metadata are shallow-merged. Unknown ids are skipped."""
-        return await self.apply_message_updates(updates, _merge_plain)
-
-    async def apply_message_updates(self, updates: Sequence[MessageUpdate], merge: RowMerge) -> list[Message]:
-        """`update_messages` with the row merge supplied (the offloader rewrites content while merging)."""
         if not updates:
             return []
         rows = await self.db.load_many(TABLE_MESSAGES, [u.id for u in updates])
@@ -264,7 +256,7 @@ class MemoryStore:
             current = existing.get(update.id)
             if current is None:
                 continue
-            merged = await merge(current, update)
+            merged = merge_message_row(current, update)
             touched[current["thread_id"]] = None
             touched[merged["thread_id"]] = None
             await self.db.insert(TABLE_MESSAGES, merged)
@@ -436,14 +428,6 @@ def update_resource_request(
     return request
 
 
-RowMerge = Callable[[dict[str, Any], MessageUpdate], Awaitable[dict[str, Any]]]
-"""Builds the stored row of a message after an update, from its current row."""
-
-
-async def _merge_plain(current: dict[str, Any], update: MessageUpdate) -> dict[str, Any]:
-    return merge_message_row(current, update)
-
-
 def merge_message_row(
     current: dict[str, Any], update: MessageUpdate, *, content: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -476,13 +460,13 @@ def merge_content(existing: Any, update: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def _require_saveable(messages: Sequence[Message]) -> Sequence[Message]:
+def require_saveable(messages: Sequence[Message]) -> None:
+    """Refuse messages without a thread or resource id (`InvalidInputError`), as TS does."""
     for message in messages:
         if not message.thread_id:
             raise InvalidInputError(f"message {message.id!r}: Thread ID is required")
         if not message.resource_id:
             raise InvalidInputError(f"message {message.id!r}: Resource ID is required")
-    return messages
 
 
 def _thread_field(thread: Thread, field: str) -> Any:

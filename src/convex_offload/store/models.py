@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 from pydantic.alias_generators import to_camel
 
 from convex_offload.convex.values import dumps
+from convex_offload.errors import InvalidInputError
 
 
 def _to_js_time(value: datetime) -> datetime:
@@ -108,9 +109,9 @@ class Message(MastraModel):
     def to_row_with_content(self, content_json: str) -> dict[str, Any]:
         """The row with `content_json` (already encoded) as its content."""
         if not self.thread_id:
-            raise ValueError(f"message {self.id!r}: thread_id is required to save it")
+            raise InvalidInputError(f"message {self.id!r}: thread_id is required to save it")
         if not self.resource_id:
-            raise ValueError(f"message {self.id!r}: resource_id is required to save it")
+            raise InvalidInputError(f"message {self.id!r}: resource_id is required to save it")
         return {
             "id": self.id,
             "thread_id": self.thread_id,
@@ -268,26 +269,26 @@ class Score(ScorePayload):
         return cls.model_validate(fields)
 
 
-class _Page(MastraModel):
+class Page(MastraModel):
     total: int
     page: int
     per_page: int | Literal[False]
     has_more: bool
 
 
-class ThreadsPage(_Page):
+class ThreadsPage(Page):
     """One page of `list_threads`."""
 
     threads: list[Thread]
 
 
-class MessagesPage(_Page):
+class MessagesPage(Page):
     """One page of `list_messages` / `list_messages_by_resource_id`."""
 
     messages: list[Message]
 
 
-class ScoresPage(_Page):
+class ScoresPage(Page):
     """One page of `list_scores*`."""
 
     scores: list[Score]

@@ -39,34 +39,16 @@ class WorkflowStore:
         updated_at: datetime | None = None,
     ) -> None:
         """Create or replace a run's snapshot, keeping the run's original createdAt."""
-        await self.persist_snapshot_json(
+        existing = await self.get_run_row(workflow_name, run_id)
+        record = snapshot_record(
             workflow_name,
             run_id,
             dumps(snapshot),
             resource_id=resource_id,
             created_at=created_at,
             updated_at=updated_at,
+            existing=existing,
         )
-
-    async def persist_snapshot_json(
-        self,
-        workflow_name: str,
-        run_id: str,
-        snapshot_json: str,
-        *,
-        resource_id: str | None = None,
-        created_at: datetime | None = None,
-        updated_at: datetime | None = None,
-    ) -> None:
-        """`persist_workflow_snapshot` with the snapshot already encoded (the offloader's rewrite)."""
-        existing = await self.get_run_row(workflow_name, run_id)
-        stamp = iso(now())
-        record: dict[str, Any] = {"workflow_name": workflow_name, "run_id": run_id}
-        if resource_id is not None:
-            record["resourceId"] = resource_id
-        record["snapshot"] = snapshot_json
-        record["createdAt"] = (existing or {}).get("createdAt") or (iso(created_at) if created_at else stamp)
-        record["updatedAt"] = iso(updated_at) if updated_at else stamp
         await self.db.insert(TABLE_WORKFLOW_SNAPSHOT, record)
 
     async def load_workflow_snapshot(self, workflow_name: str, run_id: str) -> Any | None:
@@ -133,15 +115,7 @@ class WorkflowStore:
     ) -> dict[str, Any]:
         """Merge one step's result into the stored snapshot, atomically; returns the new context."""
         context = await self.db.call(
-            {
-                "op": "mergeWorkflowStepResult",
-                "tableName": TABLE_WORKFLOW_SNAPSHOT,
-                "workflowName": workflow_name,
-                "runId": run_id,
-                "stepId": step_id,
-                "result": dumps(result),
-                "requestContext": dumps(dict(request_context)),
-            }
+            step_result_request(workflow_name, run_id, step_id, dumps(result), request_context)
         )
         if not context:
             raise ConvexFunctionError(
@@ -154,15 +128,7 @@ class WorkflowStore:
 
     async def update_workflow_state(self, workflow_name: str, run_id: str, opts: Mapping[str, Any]) -> Any:
         """Merge `opts` into the stored snapshot's top level, atomically; returns the snapshot."""
-        snapshot = await self.db.call(
-            {
-                "op": "mergeWorkflowState",
-                "tableName": TABLE_WORKFLOW_SNAPSHOT,
-                "workflowName": workflow_name,
-                "runId": run_id,
-                "opts": dumps(dict(opts)),
-            }
-        )
+        snapshot = await self.db.call(state_request(workflow_name, run_id, dumps(dict(opts))))
         if not snapshot:
             raise ConvexFunctionError(
                 f"Convex workflow state merge returned no snapshot for runId {run_id}",
@@ -178,6 +144,53 @@ class WorkflowStore:
     async def dangerously_clear_all(self) -> None:
         """Delete every workflow run."""
         await self.db.clear_table(TABLE_WORKFLOW_SNAPSHOT)
+
+
+def snapshot_record(
+    workflow_name: str,
+    run_id: str,
+    snapshot_json: str,
+    *,
+    resource_id: str | None,
+    created_at: datetime | None,
+    updated_at: datetime | None,
+    existing: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The `mastra_workflow_snapshots` record of a persisted snapshot (the stored run's createdAt kept)."""
+    stamp = iso(now())
+    record: dict[str, Any] = {"workflow_name": workflow_name, "run_id": run_id}
+    if resource_id is not None:
+        record["resourceId"] = resource_id
+    record["snapshot"] = snapshot_json
+    record["createdAt"] = (existing or {}).get("createdAt") or (iso(created_at) if created_at else stamp)
+    record["updatedAt"] = iso(updated_at) if updated_at else stamp
+    return record
+
+
+def step_result_request(
+    workflow_name: str, run_id: str, step_id: str, result_json: str, request_context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The `mergeWorkflowStepResult` request (the server merges the step into the snapshot)."""
+    return {
+        "op": "mergeWorkflowStepResult",
+        "tableName": TABLE_WORKFLOW_SNAPSHOT,
+        "workflowName": workflow_name,
+        "runId": run_id,
+        "stepId": step_id,
+        "result": result_json,
+        "requestContext": dumps(dict(request_context)),
+    }
+
+
+def state_request(workflow_name: str, run_id: str, opts_json: str) -> dict[str, Any]:
+    """The `mergeWorkflowState` request (the server shallow-merges `opts` into the snapshot)."""
+    return {
+        "op": "mergeWorkflowState",
+        "tableName": TABLE_WORKFLOW_SNAPSHOT,
+        "workflowName": workflow_name,
+        "runId": run_id,
+        "opts": opts_json,
+    }
 
 
 def _status(row: dict[str, Any]) -> Any:

@@ -1,0 +1,212 @@
+"""Restoring: references back into payloads, exactly as they were written.
+
+Read the manifest → check every ref (configured bucket, this tenant's key for its content, the URL
+this library writes) → fetch each object once (bounded, cached) → verify size and sha256 → put the
+original text back at its place (raw base64, or a data URL with its exact header; embedded URLs
+spliced back into their string) → drop the manifest. Refs whose place no longer holds their URL
+(the app edited the record) are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from convex_offload.blobs.base import BlobStore
+from convex_offload.config import BucketConfig
+from convex_offload.errors import AttachmentIntegrityError, AttachmentMissingError
+from convex_offload.offload.caches import ValueCache
+from convex_offload.offload.keys import KeyScheme
+from convex_offload.offload.manifest import MANIFEST_KEY, Manifest, Ref, read_manifest
+from convex_offload.offload.payload import base64_buffer
+from convex_offload.offload.stats import OffloadStats
+from convex_offload.offload.tree import Token, get_at, parse_pointer, resolve
+
+logger = logging.getLogger(__name__)
+
+RestoreMode = Literal["inline", "urls"]
+"""`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRefs:
+    """The refs of one manifest whose places still hold their URLs, and those places."""
+
+    manifest: Manifest
+    holder: dict[str, Any]
+    refs: list[Ref]
+    places: list[tuple[Any, Token]]
+    """Where each ref's URL sits (its container and key or index)."""
+
+
+class Restorer:
+    """Restores trees from one store's buckets (see the module docstring)."""
+
+    def __init__(
+        self,
+        buckets: Mapping[str, BlobStore],
+        configs: Mapping[str, BucketConfig],
+        keys: KeyScheme,
+        *,
+        concurrency: int,
+        cache_bytes: int,
+        stats: OffloadStats,
+    ) -> None:
+        self.buckets = buckets
+        self.configs = configs
+        self.keys = keys
+        self.stats = stats
+        self.values = ValueCache(cache_bytes)
+        self._fetches = asyncio.Semaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"Restorer(buckets={sorted(self.buckets)})"
+
+    async def restore(
+        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, mode: RestoreMode, record: str
+    ) -> Any:
+        """Put every referenced payload back into `root` (modified in place) and drop the manifest.
+
+        Raises `AttachmentMissingError`, `AttachmentIntegrityError`, `ForbiddenReferenceError`,
+        `UnsupportedManifestError`.
+        """
+        live = self.live_refs(root, holder, tenant, record=record)
+        if live is None:
+            return root
+
+        def mode_key(ref: Ref) -> str:
+            return ref.header if mode == "inline" else ""
+
+        wanted: dict[tuple[str, str, str], Ref] = {}
+        for ref in live.refs:
+            wanted.setdefault((ref.bucket, ref.key, mode_key(ref)), ref)
+        fetched = await asyncio.gather(*(self._value(r, mode) for r in wanted.values()))
+        values = dict(zip(wanted, fetched, strict=True))
+        self._apply(root, holder, live, values, mode_key)
+        return root
+
+    def restore_cached(
+        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, record: str
+    ) -> bool:
+        """Restore `root` in place from the cache alone, without waiting: True if it could.
+
+        The fast path of listings read again and again: nothing is fetched, nothing is awaited.
+        """
+        live = self.live_refs(root, holder, tenant, record=record)
+        if live is None:
+            return True
+        values: dict[tuple[str, str, str], str] = {}
+        for ref in live.refs:
+            cached = self.values.get(ref.bucket, ref.key, ref.header)
+            if cached is None:
+                return False
+            values[(ref.bucket, ref.key, ref.header)] = cached
+        self.stats.cache_hits += len(values)
+        self._apply(root, holder, live, values, lambda ref: ref.header)
+        return True
+
+    def live_refs(
+        self, root: Any, holder: tuple[Token, ...], tenant: str | None, *, record: str
+    ) -> LiveRefs | None:
+        """The checked refs of the manifest at `holder` whose places hold their URLs; None if no manifest."""
+        holder_obj = get_at(root, holder)
+        manifest = read_manifest(holder_obj, record=record)
+        if manifest is None or not isinstance(holder_obj, dict):
+            return None
+        for ref in manifest.refs:
+            self.keys.check_ref(ref, tenant, self.buckets, record=record)
+        live: list[Ref] = []
+        places: list[tuple[Any, Token]] = []
+        for ref in manifest.refs:
+            place = place_holding(root, ref)
+            if place is not None:
+                live.append(ref)
+                places.append(place)
+        if len(live) < len(manifest.refs):
+            logger.warning(
+                "%s: %d stale refs skipped (their place no longer holds their URL)",
+                record,
+                len(manifest.refs) - len(live),
+            )
+        return LiveRefs(manifest=manifest, holder=holder_obj, refs=live, places=places)
+
+    def _apply(
+        self,
+        root: Any,
+        holder: tuple[Token, ...],
+        live: LiveRefs,
+        values: dict[tuple[str, str, str], str],
+        mode_key: Callable[[Ref], str],
+    ) -> None:
+        # Splice embedded refs from the end of their string, so earlier spans stay valid.
+        order = sorted(
+            range(len(live.refs)), key=lambda i: (live.refs[i].path, -(live.refs[i].span or (0, 0))[0])
+        )
+        for index in order:
+            ref = live.refs[index]
+            container, slot = live.places[index]
+            replacement = values[(ref.bucket, ref.key, mode_key(ref))]
+            if ref.span is None:
+                container[slot] = replacement
+            else:
+                begin, end = ref.span
+                text: str = container[slot]
+                container[slot] = text[:begin] + replacement + text[end:]
+            self.stats.restored += 1
+        del live.holder[MANIFEST_KEY]
+        if live.manifest.created_metadata and not live.holder and holder:
+            parent = get_at(root, holder[:-1])
+            if isinstance(parent, dict):
+                del parent[holder[-1]]
+
+    async def _value(self, ref: Ref, mode: RestoreMode) -> str:
+        bucket = self.buckets[ref.bucket]
+        if mode == "urls":
+            return await bucket.access_url(ref.key, self.configs[ref.bucket].presign_ttl)
+        cached = self.values.get(ref.bucket, ref.key, ref.header)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
+        async with self._fetches:
+            data = await bucket.get(ref.key)
+        if data is None:
+            raise AttachmentMissingError(bucket=ref.bucket, key=ref.key, path=ref.path)
+        self.stats.fetches += 1
+        self.stats.fetched_bytes += len(data)
+        if len(data) != ref.size:
+            raise AttachmentIntegrityError(
+                f"{len(data)} bytes, manifest says {ref.size}", bucket=ref.bucket, key=ref.key
+            )
+        if await asyncio.to_thread(_sha256, data) != ref.sha256:
+            raise AttachmentIntegrityError(
+                "bytes do not match the manifest's sha256", bucket=ref.bucket, key=ref.key
+            )
+        text = base64_buffer(ref.header, data)
+        del data  # the bytes go before the text is made: a big payload stays under 3x in memory
+        value = text.decode("ascii")
+        del text
+        self.values.put(ref.bucket, ref.key, ref.header, value)
+        return value
+
+
+def place_holding(root: Any, ref: Ref) -> tuple[Any, Token] | None:
+    """The container and slot of `ref`'s place, if it still holds the URL `ref` wrote there."""
+    target = resolve(root, parse_pointer(ref.path))
+    if target is None:
+        return None
+    container, slot = target
+    value = container[slot]
+    if not isinstance(value, str):
+        return None
+    if ref.span is None:
+        return target if value == ref.url else None
+    begin, end = ref.span
+    return target if value[begin:end] == ref.url else None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

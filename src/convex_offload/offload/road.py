@@ -1,0 +1,97 @@
+"""The road both ways for one store: writes through the write transaction, reads restored by kind.
+
+Every offloading domain (memory, workflows, records of any kind) holds one `Road`: it describes
+a write and hands it to `write`, and gives each record it reads to `restore` with its kind, which
+knows where the manifests are (the record's, and each part's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from convex_offload.offload.kinds import RecordKind, RecordKinds
+from convex_offload.offload.manifest import MANIFEST_KEY
+from convex_offload.offload.offloader import Offloader
+from convex_offload.offload.restorer import RestoreMode
+from convex_offload.offload.transaction import Write, WriteResult, WriteTransaction
+from convex_offload.offload.tree import get_at
+
+
+class Road:
+    """Writes and restores for one store, in one restore mode."""
+
+    def __init__(self, transaction: WriteTransaction, mode: RestoreMode = "inline") -> None:
+        self.transaction = transaction
+        self.mode: RestoreMode = mode
+
+    def __repr__(self) -> str:
+        return f"Road({self.transaction!r}, mode={self.mode!r})"
+
+    @property
+    def offloader(self) -> Offloader:
+        """The offloader the transaction uses."""
+        return self.transaction.offloader
+
+    @property
+    def kinds(self) -> RecordKinds:
+        """The record kinds this store offloads."""
+        return self.transaction.kinds
+
+    def kind(self, name: str) -> RecordKind:
+        """One record kind by name."""
+        return self.kinds.named(name)
+
+    def with_mode(self, mode: RestoreMode) -> Road:
+        """The same road, restoring as `mode`."""
+        return Road(self.transaction, mode)
+
+    async def write(self, write: Write) -> WriteResult:
+        """Run a write through the one write transaction."""
+        return await self.transaction.run(write)
+
+    async def restore(self, kind: RecordKind, tree: Any, *, tenant: str | None, record: str) -> Any:
+        """Restore a record's tree in place (its parts, then its own manifest); returns the tree."""
+        parts = kind.part_trees(tree)
+        if parts:
+            assert kind.parts is not None
+            await asyncio.gather(
+                *(
+                    self.offloader.restore(
+                        part,
+                        holder=(),
+                        tenant=tenant,
+                        mode=self.mode,
+                        record=f"{record} {kind.parts.name} {key}",
+                    )
+                    for key, part in parts.items()
+                )
+            )
+        if has_manifest(tree, kind.holder):
+            tree = await self.offloader.restore(
+                tree, holder=kind.holder, tenant=tenant, mode=self.mode, record=record
+            )
+        return tree
+
+    async def restore_all(self, kind: RecordKind, items: Sequence[tuple[Any, str | None, str]]) -> None:
+        """Restore many trees `(tree, tenant, record)` in place: from the cache without waiting where
+        possible (inline mode), the rest concurrently."""
+        pending = []
+        for tree, tenant, record in items:
+            if not kind.parts and not has_manifest(tree, kind.holder):
+                continue
+            if (
+                self.mode == "inline"
+                and not kind.parts
+                and self.offloader.restore_cached(tree, holder=kind.holder, tenant=tenant, record=record)
+            ):
+                continue
+            pending.append(self.restore(kind, tree, tenant=tenant, record=record))
+        await asyncio.gather(*pending)
+
+
+def has_manifest(tree: Any, holder: Sequence[str]) -> bool:
+    """Whether the holder of `tree` carries a manifest."""
+    node = get_at(tree, holder)
+    return isinstance(node, dict) and MANIFEST_KEY in node
