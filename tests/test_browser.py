@@ -9,9 +9,13 @@ and Chromium loads them:
 - SVG and HTML attachments carrying a `<script>` never run it, however the app opens them
   (`<img src>`, link navigation, `window.open`, `<iframe>`): the script would hit a beacon on the
   app's own site and mark its document; a positive control runs the same files from a plain web
-  server to show that both side effects do happen when a script runs;
+  server to show that both side effects do happen when a script runs. From S3/LocalStack it holds;
+  from Convex file storage it does not yet (strict xfails: a Convex storage URL serves HTML/SVG as
+  uploaded, with no Content-Disposition, so it opens as a document and its script runs);
 - a bucket seeded with the app's origin as its CORS rule (the `cors_origins` of its BucketConfig)
   lets the app's page `fetch()` an object and refuses a page of another origin.
+
+A missing Chromium fails these tests (`make setup` installs Debian's package); they never skip.
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ import hashlib
 import html
 import io
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, BrowserContext, Download, Page
+from playwright.async_api import Browser, BrowserContext, Page
 
 from browser.chromium import ChromiumMissingError, launch_chromium
 from browser.site import Site
+from browser.watch import ContextWatch, CorsErrors, marked_documents
 from conftest import s3_bucket
 from convex_offload.config import BucketConfig, OffloadConfig, RoutingRule
 from convex_offload.devservers.local_convex import LocalConvex
@@ -40,7 +46,7 @@ from convex_offload.store.models import Message
 from media import MIME, b64, data_url, image_bytes
 
 # Generous bounds on waiting for something the browser does; a test never waits this long when it passes.
-WAIT_SECONDS = 8.0
+WAIT_SECONDS = 30.0
 WAIT_MS = WAIT_SECONDS * 1000
 CONVEX_TENANTS = "on-convex-*"
 Provider = Literal["s3", "convex"]
@@ -74,15 +80,29 @@ async def browser() -> AsyncIterator[Browser]:
         pytest.fail(str(exc))
 
 
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile (cookies, cache) for one test; downloads are accepted, never opened."""
+@asynccontextmanager
+async def fresh_context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile (cookies, cache); downloads are accepted, never opened."""
     ctx = await browser.new_context(accept_downloads=True)
     ctx.set_default_timeout(WAIT_MS)
     try:
         yield ctx
     finally:
         await ctx.close()
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile for one test."""
+    async with fresh_context(browser) as ctx:
+        yield ctx
+
+
+@pytest.fixture
+async def other_context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A second fresh profile: another user, whose browser cache the first one's pages cannot fill."""
+    async with fresh_context(browser) as ctx:
+        yield ctx
 
 
 @pytest.fixture
@@ -134,7 +154,8 @@ def assert_served_by(url: str, provider: Provider, localstack: LocalStack, local
 
 def page_of(body: str, title: str = "app") -> str:
     """A whole HTML document around `body`."""
-    return f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title></head><body>{body}</body></html>"
+    head = f"<meta charset=utf-8><title>{title}</title>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
 
 
 async def open_page(context: BrowserContext, url: str) -> Page:
@@ -152,8 +173,9 @@ def image_message(seed: int) -> tuple[dict[str, Any], list[tuple[int, int]]]:
     A PNG as a file part's raw base64 (Core's image input), a JPEG as a file part's data URL and a
     WebP in `experimental_attachments` (AI SDK shapes).
     """
-    png, jpeg, webp = (image_bytes(kind, 40_000 + 9_000 * i, seed=seed + i) for i, kind in
-                       enumerate(("png", "jpeg", "webp")))
+    png, jpeg, webp = (
+        image_bytes(kind, 40_000 + 9_000 * i, seed=seed + i) for i, kind in enumerate(("png", "jpeg", "webp"))
+    )
     sizes = [Image.open(io.BytesIO(data)).size for data in (png, jpeg, webp)]
     content = {
         "format": 2,
@@ -171,7 +193,11 @@ def image_message(seed: int) -> tuple[dict[str, Any], list[tuple[int, int]]]:
 
 def image_urls(content: dict[str, Any]) -> list[str]:
     """Where a chat UI finds each image of an `image_message` after a "urls" read."""
-    return [content["parts"][1]["data"], content["parts"][2]["data"], content["experimental_attachments"][0]["url"]]
+    return [
+        content["parts"][1]["data"],
+        content["parts"][2]["data"],
+        content["experimental_attachments"][0]["url"],
+    ]
 
 
 READ_IMAGES = """async () => Promise.all(Array.from(document.images, async (img) => {
@@ -210,95 +236,7 @@ async def test_offloaded_images_decode_in_img_tags_from_s3_and_convex_urls(
 Kind = Literal["svg", "html"]
 Opening = Literal["img", "link", "window_open", "iframe"]
 MARKER = "data-script-ran"
-
-
-def active_file(kind: Kind, beacon: str) -> bytes:
-    """An SVG or HTML file whose script hits `beacon` and marks its own document."""
-    script = (
-        f"document.documentElement.setAttribute('{MARKER}', 'yes');"
-        f" document.title = 'script ran';"
-        f" fetch('{beacon}', {{mode: 'no-cors', keepalive: true}});"
-    )
-    if kind == "svg":
-        return (
-            '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30" viewBox="0 0 40 30">'
-            '<title>drawing</title><rect width="40" height="30" fill="teal"/>'
-            f"<script>//<![CDATA[\n{script}\n//]]></script></svg>"
-        ).encode()
-    return f"<!DOCTYPE html><html><head><title>document</title><script>{script}</script></head><body>hi</body></html>".encode()
-
-
-class Downloads:
-    """Every download any page of a context starts, popups included; waited on by URL."""
-
-    def __init__(self, context: BrowserContext) -> None:
-        self.urls: list[str] = []
-        self._changed = asyncio.Condition()
-        for page in context.pages:
-            self.watch(page)
-        context.on("page", self.watch)
-
-    def watch(self, page: Page) -> None:
-        page.on("download", self._seen)
-
-    def _seen(self, download: Download) -> None:
-        async def record() -> None:
-            async with self._changed:
-                self.urls.append(download.url)
-                self._changed.notify_all()
-
-        asyncio.get_running_loop().create_task(record())
-
-    async def wait_for(self, url: str) -> None:
-        async with asyncio.timeout(WAIT_SECONDS), self._changed:
-            await self._changed.wait_for(lambda: url in self.urls)
-
-
-async def open_as_the_app_would(page: Page, opening: Opening, url: str) -> Page | None:
-    """Open `url` from the app's `page` the `opening` way; the popup, for `window_open`."""
-    if opening == "img":
-        await page.evaluate(
-            """(url) => new Promise((resolve) => {
-                const img = document.createElement('img');
-                img.onload = img.onerror = () => resolve();
-                img.src = url;
-                document.body.append(img);
-            })""",
-            url,
-        )
-        return None
-    if opening == "link":
-        await page.evaluate(
-            "(url) => { const a = document.createElement('a'); a.id = 'open'; a.href = url;"
-            " a.textContent = 'open'; document.body.append(a); }",
-            url,
-        )
-        await page.click("#open")
-        return None
-    if opening == "iframe":
-        await page.evaluate(
-            "(url) => { const f = document.createElement('iframe'); f.src = url; document.body.append(f); }", url
-        )
-        return None
-    async with page.expect_popup() as popup:
-        await page.evaluate("(url) => { window.open(url); }", url)
-    return await popup.value
-
-
-async def marked_documents(context: BrowserContext) -> list[str]:
-    """URLs of every open document (pages, popups, frames) that a script marked."""
-    marked: list[str] = []
-    for page in context.pages:
-        for frame in page.frames:
-            try:
-                if await frame.evaluate(f"() => document.documentElement?.getAttribute('{MARKER}')"):
-                    marked.append(frame.url)
-            except Exception:  # noqa: BLE001 (a frame being torn down has no document left to mark)
-                continue
-    return marked
-
-
-ACTIVE_CASES = [
+ACTIVE_CASES: list[tuple[Kind, Opening]] = [
     ("svg", "img"),
     ("svg", "link"),
     ("svg", "window_open"),
@@ -309,8 +247,91 @@ ACTIVE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize(("kind", "opening"), ACTIVE_CASES)
+class ScriptRanError(AssertionError):
+    """An attachment's script ran, or the browser showed the file as a document instead of saving it."""
+
+
+def active_file(kind: Kind, beacon: str) -> bytes:
+    """An SVG or HTML file whose script marks its own document, retitles it and hits `beacon`."""
+    script = (
+        f"document.documentElement.setAttribute('{MARKER}', 'yes');"
+        " document.title = 'script ran';"
+        f" fetch('{beacon}', {{mode: 'no-cors', keepalive: true}});"
+    )
+    if kind == "svg":
+        return (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30" viewBox="0 0 40 30">'
+            '<title>drawing</title><rect width="40" height="30" fill="teal"/>'
+            f"<script>//<![CDATA[\n{script}\n//]]></script></svg>"
+        ).encode()
+    return (
+        "<!DOCTYPE html><html><head><title>document</title>"
+        f"<script>{script}</script></head><body>hello</body></html>"
+    ).encode()
+
+
+def active_message(kind: Kind, beacon: str) -> dict[str, Any]:
+    mime = "image/svg+xml" if kind == "svg" else "text/html"
+    return {
+        "format": 2,
+        "parts": [{"type": "file", "mimeType": mime, "data": b64(active_file(kind, beacon))}],
+    }
+
+
+async def open_as_the_app_would(page: Page, opening: Opening, url: str) -> None:
+    """Open `url` from the app's `page`: as an image, a clicked link, a `window.open` popup or an iframe."""
+    if opening == "img":
+        await page.evaluate(
+            """(url) => new Promise((resolve) => {
+                const img = document.createElement('img');
+                img.onload = img.onerror = () => resolve();
+                img.src = url;
+                document.body.append(img);
+            })""",
+            url,
+        )
+    elif opening == "link":
+        await page.evaluate(
+            """(url) => { const a = document.createElement('a');
+                a.id = 'open'; a.href = url; a.textContent = 'open'; document.body.append(a); }""",
+            url,
+        )
+        await page.click("#open")
+    elif opening == "iframe":
+        await page.evaluate(
+            "(url) => { const f = document.createElement('iframe'); f.src = url; document.body.append(f); }",
+            url,
+        )
+    else:
+        async with page.expect_popup():
+            await page.evaluate("(url) => { window.open(url); }", url)
+
+
+CONVEX_SERVES_ACTIVE_CONTENT_INLINE = pytest.mark.xfail(
+    raises=ScriptRanError,
+    strict=True,
+    reason=(
+        "Convex storage URLs serve a file with the Content-Type it was uploaded with and no "
+        "Content-Disposition, so a Convex bucket's HTML/SVG opens as a document and its script runs: "
+        "active_content='attachment' is only recorded in offload_files, never served"
+    ),
+)
+
+
+def active_cases() -> Iterator[Any]:
+    for provider in PROVIDERS:
+        for kind, opening in ACTIVE_CASES:
+            known_bad = provider == "convex" and opening != "img"
+            yield pytest.param(
+                provider,
+                kind,
+                opening,
+                marks=[CONVEX_SERVES_ACTIVE_CONTENT_INLINE] if known_bad else [],
+                id=f"{provider}-{kind}-{opening}",
+            )
+
+
+@pytest.mark.parametrize(("provider", "kind", "opening"), list(active_cases()))
 async def test_active_attachments_never_run_their_script(
     ui: OffloadingStore,
     app: Site,
@@ -322,46 +343,50 @@ async def test_active_attachments_never_run_their_script(
     opening: Opening,
 ) -> None:
     beacon = f"{provider}-{kind}-{opening}-{uuid.uuid4().hex[:8]}"
-    mime = "image/svg+xml" if kind == "svg" else "text/html"
-    content = {"format": 2, "parts": [{"type": "file", "mimeType": mime, "data": b64(active_file(kind, app.beacon_url(beacon)))}]}
-    url = (await save_and_show(ui, tenant_on(provider), content))["parts"][0]["data"]
+    url = (await save_and_show(ui, tenant_on(provider), active_message(kind, app.beacon_url(beacon))))[
+        "parts"
+    ][0]["data"]
     assert_served_by(url, provider, localstack, local_convex)
-    downloads = Downloads(context)
+    watch = ContextWatch(context)
     page = await open_page(context, app.publish(f"/chat-{beacon}.html", page_of("<p>chat</p>")))
 
     await open_as_the_app_would(page, opening, url)
+    # A link, popup or frame must end in a download: once the browser saves the file, none of it runs.
+    # (An <img> never runs an SVG's script; the image loaded or failed before open_as_the_app_would returned.)
+    first = None
     if opening != "img":
-        # The browser saves the file instead of showing it: nothing of it can run after that.
-        await downloads.wait_for(url)
-
-    assert await marked_documents(context) == []
-    assert await page.title() == "app"
-    assert page.url.startswith(app.origin), "the link did not navigate the app away"
-    # The page's own request after the opening arrives; a script's beacon sent before it never did.
+        first = await watch.first_of(download=url, request=app.beacon_url(beacon), timeout=WAIT_SECONDS)
+    marked = await marked_documents(context, MARKER)
+    # The page's own request, sent once the opening settled, arrives; a script's beacon before it never did.
     sentinel = f"sentinel-{beacon}"
     await page.evaluate("(url) => fetch(url, {mode: 'no-cors'})", app.beacon_url(sentinel))
     assert await asyncio.to_thread(app.wait_for_hit, sentinel, WAIT_SECONDS)
-    assert beacon not in app.hits()
+    ran = beacon in app.hits()
+    if ran or marked or (opening != "img" and first != "download"):
+        raise ScriptRanError(
+            f"{kind} from {provider} opened by {opening}: beacon hit {ran}, documents marked {marked}, "
+            f"first seen {first!r} (a download was expected)"
+        )
+    assert await page.title() == "app"
+    assert page.url.startswith(app.origin), "the app's page was not navigated away"
 
 
 @pytest.mark.parametrize(("kind", "opening"), [case for case in ACTIVE_CASES if case[1] != "img"])
-async def test_control_the_same_files_served_inline_do_run_their_script(
+async def test_control_the_same_files_served_as_pages_do_run_their_script(
     app: Site, elsewhere: Site, context: BrowserContext, kind: Kind, opening: Opening
 ) -> None:
+    """Without the bucket's defences the beacon and the mark do appear: the checks above can fail."""
     beacon = f"control-{kind}-{opening}-{uuid.uuid4().hex[:8]}"
     mime = "image/svg+xml" if kind == "svg" else "text/html"
     url = elsewhere.publish(f"/{beacon}.{kind}", active_file(kind, app.beacon_url(beacon)), mime)
+    watch = ContextWatch(context)
     page = await open_page(context, app.publish(f"/chat-{beacon}.html", page_of("<p>chat</p>")))
 
-    opened = await open_as_the_app_would(page, opening, url)
+    await open_as_the_app_would(page, opening, url)
 
     assert await asyncio.to_thread(app.wait_for_hit, beacon, WAIT_SECONDS), "the script's beacon arrived"
-    target = opened or page
-    if opening == "link":
-        await page.wait_for_url(url)
-    elif opening == "window_open":
-        await target.wait_for_load_state()
-    assert url in await marked_documents(context)
+    assert url in await marked_documents(context, MARKER)
+    assert watch.downloads == []
 
 
 # -- CORS -------------------------------------------------------------------------------------------------
@@ -404,21 +429,35 @@ async def cors_store(
 
 
 async def test_bucket_cors_lets_the_apps_origin_fetch_and_refuses_another(
-    cors_store: OffloadingStore, app: Site, elsewhere: Site, context: BrowserContext
+    cors_store: OffloadingStore,
+    app: Site,
+    elsewhere: Site,
+    context: BrowserContext,
+    other_context: BrowserContext,
 ) -> None:
-    assert (await check_cors(cors_store.buckets["cors"])).status == "ok", "the bucket's rules match its config"
+    assert (await check_cors(cors_store.buckets["cors"])).status == "ok", (
+        "the bucket's rules match its config"
+    )
     png = image_bytes("png", 30_000, seed=300)
     content = {"format": 2, "parts": [{"type": "file", "mimeType": MIME["png"], "data": b64(png)}]}
     url = (await save_and_show(cors_store, f"cors-{uuid.uuid4().hex[:8]}", content))["parts"][0]["data"]
+    assert url.startswith(f"{cors_store.config.buckets['cors'].endpoint_url}/{CORS_BUCKET}/")
     assert "X-Amz-Signature=" in url
-    sha256 = hashlib.sha256(png).hexdigest()
+    fetched = {"ok": True, "status": 200, "sha256": hashlib.sha256(png).hexdigest()}
     blank = page_of("<p>blank</p>")
     ours = await open_page(context, app.publish("/cors.html", blank))
-    theirs = await open_page(context, elsewhere.publish("/cors.html", blank))
+    theirs = await open_page(other_context, elsewhere.publish("/cors.html", blank))
+    refusals = await CorsErrors.of(other_context, theirs)
+    # A chat shows the image first (a request without Origin); fetching it afterwards must still work.
+    await open_as_the_app_would(ours, "img", url)
 
-    # A simple GET, and one with a custom header that makes the browser ask first (preflight).
-    for headers in ({}, {"x-app": "chat"}):
-        assert await ours.evaluate(FETCH_SHA256, [url, headers]) == {"ok": True, "status": 200, "sha256": sha256}
-        refused = await theirs.evaluate(FETCH_SHA256, [url, headers])
-        assert refused == {"error": "TypeError: Failed to fetch"}, headers
-    assert await theirs.evaluate(FETCH_OPAQUE, url) == "opaque", "the object is there: only reading it is refused"
+    # A simple GET, then one whose custom header makes the browser ask the bucket first (a preflight).
+    for headers, verdict in (
+        ({}, "MissingAllowOriginHeader"),
+        ({"x-app": "chat"}, "PreflightMissingAllowOriginHeader"),
+    ):
+        assert await ours.evaluate(FETCH_SHA256, [url, headers]) == fetched, headers
+        mark = refusals.mark()
+        assert await theirs.evaluate(FETCH_SHA256, [url, headers]) == {"error": "TypeError: Failed to fetch"}
+        assert await refusals.error_since(mark, WAIT_SECONDS) == verdict, headers
+    assert await theirs.evaluate(FETCH_OPAQUE, url) == "opaque", "the object is there: reading it is refused"
