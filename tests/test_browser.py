@@ -307,28 +307,10 @@ async def open_as_the_app_would(page: Page, opening: Opening, url: str) -> None:
             await page.evaluate("(url) => { window.open(url); }", url)
 
 
-CONVEX_SERVES_ACTIVE_CONTENT_INLINE = pytest.mark.xfail(
-    raises=ScriptRanError,
-    strict=True,
-    reason=(
-        "Convex storage URLs serve a file with the Content-Type it was uploaded with and no "
-        "Content-Disposition, so a Convex bucket's HTML/SVG opens as a document and its script runs: "
-        "active_content='attachment' is only recorded in offload_files, never served"
-    ),
-)
-
-
 def active_cases() -> Iterator[Any]:
     for provider in PROVIDERS:
         for kind, opening in ACTIVE_CASES:
-            known_bad = provider == "convex" and opening != "img"
-            yield pytest.param(
-                provider,
-                kind,
-                opening,
-                marks=[CONVEX_SERVES_ACTIVE_CONTENT_INLINE] if known_bad else [],
-                id=f"{provider}-{kind}-{opening}",
-            )
+            yield pytest.param(provider, kind, opening, id=f"{provider}-{kind}-{opening}")
 
 
 @pytest.mark.parametrize(("provider", "kind", "opening"), list(active_cases()))
@@ -435,7 +417,7 @@ async def test_bucket_cors_lets_the_apps_origin_fetch_and_refuses_another(
     context: BrowserContext,
     other_context: BrowserContext,
 ) -> None:
-    assert (await check_cors(cors_store.buckets["cors"])).status == "ok", (
+    assert (await check_cors(cors_store.buckets["cors"], cors_store.config.buckets["cors"])).status == "ok", (
         "the bucket's rules match its config"
     )
     png = image_bytes("png", 30_000, seed=300)

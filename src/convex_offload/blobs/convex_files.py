@@ -19,6 +19,7 @@ from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import BlobStoreError, ConvexError
 
 FILES_MODULE: Final = "offload/files"
+SAFE_TYPE: Final = "application/octet-stream"
 
 
 class ConvexFilesBlobStore:
@@ -47,10 +48,17 @@ class ConvexFilesBlobStore:
     async def put(
         self, key: str, data: bytes | bytearray, *, content_type: str, sha256: str, disposition: str | None
     ) -> None:
-        """Upload through an upload URL and record the key; Convex checks the size it received."""
+        """Upload through an upload URL and record the key; Convex checks the size it received.
+
+        Convex serves a file with the type it was uploaded with and cannot add a
+        `Content-Disposition`, so an attachment that must not render (HTML, SVG, scripts) is
+        uploaded as `application/octet-stream`: browsers download it instead of running it. Its
+        real type stays in `offload_files` (and in the record's manifest).
+        """
+        served_as = SAFE_TYPE if disposition == "attachment" else content_type
         with self._calling("upload", key):
             upload_url = await self.client.mutation(f"{FILES_MODULE}:generateUploadUrl", {})
-            storage_id = await self.client.upload(upload_url, bytes(data), content_type)
+            storage_id = await self.client.upload(upload_url, bytes(data), served_as)
             args: dict[str, Any] = {
                 "key": check_key(key),
                 "storageId": storage_id,
