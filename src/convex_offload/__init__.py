@@ -42,7 +42,9 @@ from convex_offload.offload.manifest import Manifest, Ref
 from convex_offload.offload.memory import OffloadingMemory
 from convex_offload.offload.offloader import Offloader
 from convex_offload.offload.operations import MigrateReport, StatsReport, VerifyReport
+from convex_offload.offload.policy import PlannedObject, PlannedTree
 from convex_offload.offload.records import OffloadedRecords
+from convex_offload.offload.registry import ObjectRef
 from convex_offload.offload.restorer import RestoreMode
 from convex_offload.offload.rewriter import Rewritten
 from convex_offload.offload.stats import OffloadStats
@@ -115,6 +117,7 @@ __all__ = [
     "MigrateReport",
     "NotFoundError",
     "ObjectInfo",
+    "ObjectRef",
     "OffloadConfig",
     "OffloadError",
     "OffloadStats",
@@ -125,6 +128,8 @@ __all__ = [
     "OffloadingWorkflows",
     "OrderBy",
     "PerPage",
+    "PlannedObject",
+    "PlannedTree",
     "QueryResult",
     "RecordKind",
     "RecordKindError",
