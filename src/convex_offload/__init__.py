@@ -29,6 +29,7 @@ from convex_offload.errors import (
     UploadError,
 )
 from convex_offload.offload.store import OffloadingStore
+from convex_offload.store.cache import ConvexServerCache
 from convex_offload.store.models import (
     DateRange,
     Message,
@@ -41,23 +42,36 @@ from convex_offload.store.models import (
     Thread,
     WorkflowRun,
 )
+from convex_offload.store.native_vector import ConvexNativeVector, NativeVectorIndex
+from convex_offload.store.om_models import (
+    ActivatedChunk,
+    BufferedObservationChunk,
+    BufferedObservationChunkInput,
+    ObservationalMemoryRecord,
+    SwapBufferedToActiveResult,
+)
 from convex_offload.store.store import ConvexStore
 from convex_offload.store.vectors import ConvexVector
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivatedChunk",
     "AttachmentIntegrityError",
     "AttachmentMissingError",
     "AttachmentPolicyError",
     "BucketConfig",
     "BucketConfigError",
+    "BufferedObservationChunk",
+    "BufferedObservationChunkInput",
     "ConvexAuthError",
     "ConvexClient",
     "ConvexError",
     "ConvexFunctionError",
+    "ConvexNativeVector",
     "ConvexOffloadError",
     "ConvexRequestError",
+    "ConvexServerCache",
     "ConvexStore",
     "ConvexTransportError",
     "ConvexVector",
@@ -70,7 +84,9 @@ __all__ = [
     "Message",
     "MessageInclude",
     "MessageUpdate",
+    "NativeVectorIndex",
     "NotFoundError",
+    "ObservationalMemoryRecord",
     "OffloadConfig",
     "OffloadError",
     "OffloadingStore",
@@ -81,6 +97,7 @@ __all__ = [
     "Score",
     "ScorePayload",
     "StorageOperationError",
+    "SwapBufferedToActiveResult",
     "Thread",
     "UploadError",
     "WorkflowRun",
