@@ -35,13 +35,15 @@ class TsMastra:
     def __repr__(self) -> str:
         return f"TsMastra(pid={self._proc.pid})"
 
-    def call(self, target: str, method: str, *args: Any) -> Any:
-        """Call a method of a TS domain (`memory`, `workflows`, `scores`) or of `vector`."""
+    def call(self, target: str, method: str, *args: Any, config: dict[str, Any] | None = None) -> Any:
+        """Call a method of a TS domain (`memory`, `workflows`, `scores`), of `vector`, or of a
+        `cache` (ConvexServerCache) or `nativeVector` (ConvexNativeVector) built from `config`."""
         assert self._proc.stdin is not None
         assert self._proc.stdout is not None
         request_id = next(self._ids)
         self._proc.stdin.write(
-            json.dumps({"id": request_id, "target": target, "method": method, "args": args}) + "\n"
+            json.dumps({"id": request_id, "target": target, "method": method, "args": args, "config": config})
+            + "\n"
         )
         self._proc.stdin.flush()
         line = self._proc.stdout.readline()

@@ -7,10 +7,10 @@ import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { inspect } from "node:util";
 import { convexTest } from "convex-test";
-import { makeFunctionReference } from "convex/server";
+import { defineSchema, makeFunctionReference } from "convex/server";
 import { ConvexError, convexToJson, jsonToConvex } from "convex/values";
 import { register } from "tsx/esm/api";
-import { indexReads } from "./indexed_reads.mjs";
+import { databaseOf, indexReads } from "./indexed_reads.mjs";
 import {
   MAX_DOCUMENT_SIZE,
   argumentsTooLarge,
@@ -20,6 +20,7 @@ import {
   toCleanJson,
   valueTooLarge,
 } from "./values.mjs";
+import { faithfulVectorSearch } from "./vector_search.mjs";
 
 const EXTRA_PREFIX = "test_fixtures";
 const UPLOAD_TOKEN_TTL_MS = 60 * 60 * 1000; // STORE_FILE_AUTHORIZATION_VALIDITY
@@ -86,6 +87,8 @@ export class Deployment {
     const modules = {};
     const mount = (root, prefix) => {
       for (const file of moduleFiles(root)) {
+        // An extra folder's schema.ts only adds tables (see below); it is not a module.
+        if (prefix !== "" && relative(root, file).replace(/\.(ts|js|mjs)$/, "") === "schema") continue;
         const rel = prefix + relative(root, file).split("\\").join("/");
         const module = rel.replace(/\.(ts|js|mjs)$/, "");
         if (this.files.has(module)) throw new Error(`two modules for ${module}: ${this.files.get(module)} and ${file}`);
@@ -98,11 +101,31 @@ export class Deployment {
     if (!this.files.has("schema")) throw new Error(`no schema.ts in ${this.functionsDir}`);
     // Import everything now, as a deploy would: a module that does not load stops the server.
     for (const file of this.files.values()) await import(pathToFileURL(file).href);
-    const schema = (await import(pathToFileURL(this.files.get("schema")).href)).default;
+    const schema = await this.#schema();
     this.t = convexTest({ schema, modules, transactionLimits: true });
     // Index lookups read their index range, not every document (see indexed_reads.mjs).
     if (!(await indexReads(this.t))) throw new Error("convex-test changed: cannot index its reads");
+    // `ctx.vectorSearch` answers as Convex does (see vector_search.mjs).
+    if (!faithfulVectorSearch(await databaseOf(this.t))) {
+      throw new Error("convex-test changed: cannot replace its vector search");
+    }
     await this.#hookRuntime();
+  }
+
+  // The functions folder's schema, plus the tables of the extra folder's `schema.ts` if it has one
+  // (test-only tables, e.g. a vector table with a vector index, never deployed with `convex/`).
+  async #schema() {
+    const schema = (await import(pathToFileURL(this.files.get("schema")).href)).default;
+    const extraDir = this.extraFunctionsDir;
+    const extraFile = extraDir && moduleFiles(extraDir).find((f) => /^schema\.(ts|js|mjs)$/.test(relative(extraDir, f)));
+    if (!extraFile) return schema;
+    const extra = (await import(pathToFileURL(extraFile).href)).default;
+    const clash = Object.keys(extra.tables).find((name) => name in schema.tables);
+    if (clash !== undefined) throw new Error(`${extraFile} redefines table ${clash} of the functions folder's schema`);
+    return defineSchema(
+      { ...schema.tables, ...extra.tables },
+      { schemaValidation: schema.schemaValidation, strictTableNameTypes: schema.strictTableNameTypes },
+    );
   }
 
   // convex-test installs `globalThis.Convex`, the syscall layer every Convex function calls into.

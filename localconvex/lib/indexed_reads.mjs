@@ -17,7 +17,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 const ROOT_COMPONENT = "";
 
 /** The root `DatabaseFake` of a convex-test instance, caught as convex-test enters its context. */
-async function databaseOf(t) {
+export async function databaseOf(t) {
   const run = AsyncLocalStorage.prototype.run;
   let found = null;
   AsyncLocalStorage.prototype.run = function (store, ...rest) {

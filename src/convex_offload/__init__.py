@@ -51,6 +51,7 @@ from convex_offload.offload.stats import OffloadStats
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.offload.transaction import Change, Checkpoint, Write, WriteResult, WriteTransaction
 from convex_offload.offload.workflows import OffloadingWorkflows
+from convex_offload.store.cache import ConvexServerCache
 from convex_offload.store.memory import MemoryStore
 from convex_offload.store.models import (
     DateRange,
@@ -68,6 +69,14 @@ from convex_offload.store.models import (
     WorkflowRun,
     WorkflowRunsPage,
 )
+from convex_offload.store.native_vector import ConvexNativeVector, NativeVectorIndex
+from convex_offload.store.om_models import (
+    ActivatedChunk,
+    BufferedObservationChunk,
+    BufferedObservationChunkInput,
+    ObservationalMemoryRecord,
+    SwapBufferedToActiveResult,
+)
 from convex_offload.store.paging import PerPage
 from convex_offload.store.scores import ScoreStore
 from convex_offload.store.store import ConvexStore, DomainName
@@ -77,6 +86,7 @@ from convex_offload.store.workflows import WorkflowStore
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivatedChunk",
     "AttachmentIntegrityError",
     "AttachmentMissingError",
     "AttachmentPolicyError",
@@ -84,6 +94,8 @@ __all__ = [
     "BlobStoreError",
     "BucketConfig",
     "BucketConfigError",
+    "BufferedObservationChunk",
+    "BufferedObservationChunkInput",
     "Change",
     "Checkpoint",
     "ConvexAuthError",
@@ -91,8 +103,10 @@ __all__ = [
     "ConvexError",
     "ConvexFilesBlobStore",
     "ConvexFunctionError",
+    "ConvexNativeVector",
     "ConvexOffloadError",
     "ConvexRequestError",
+    "ConvexServerCache",
     "ConvexStore",
     "ConvexTransportError",
     "ConvexVector",
@@ -115,9 +129,11 @@ __all__ = [
     "MessageUpdate",
     "MessagesPage",
     "MigrateReport",
+    "NativeVectorIndex",
     "NotFoundError",
     "ObjectInfo",
     "ObjectRef",
+    "ObservationalMemoryRecord",
     "OffloadConfig",
     "OffloadError",
     "OffloadStats",
@@ -148,6 +164,7 @@ __all__ = [
     "ScoresPage",
     "StatsReport",
     "StorageOperationError",
+    "SwapBufferedToActiveResult",
     "Thread",
     "ThreadsPage",
     "UnsupportedManifestError",

@@ -32,6 +32,7 @@ from convex_offload.store.models import (
     parse_iso,
     safely_parse_json,
 )
+from convex_offload.store.observational_memory import ObservationalMemoryStore
 from convex_offload.store.paging import (
     PerPage,
     check_thread_metadata_keys,
@@ -53,8 +54,8 @@ MESSAGES_PER_PAGE = 40
 THREADS_PER_PAGE = 100
 
 
-class MemoryStore:
-    """Threads, messages and resources in the @mastra/convex tables."""
+class MemoryStore(ObservationalMemoryStore):
+    """Threads, messages, resources and observational memory in the @mastra/convex tables."""
 
     def __init__(self, db: StorageDB) -> None:
         self.db = db
