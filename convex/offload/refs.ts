@@ -128,15 +128,24 @@ export const finalize = internalMutation({
   },
 });
 
-/** Delete up to `limit` leases that expired before `now`; answers the objects left unreferenced. */
+/**
+ * Delete up to `limit` leases that expired before `now`, and the claims of collectors that died
+ * while deleting (expired too); answers the objects left unreferenced.
+ */
 export const expirePending = internalMutation({
   args: { now: v.number(), limit: v.number() },
   returns: v.object({ expired: v.number(), unreferenced: v.array(objectKey) }),
   handler: async (ctx, { now, limit }) => {
-    const rows = await ctx.db
+    const take = Math.max(1, Math.min(limit, 500));
+    const leases = await ctx.db
       .query("offload_refs")
       .withIndex("by_state", (q) => q.eq("state", "pending").lt("expiresAt", now))
-      .take(Math.max(1, Math.min(limit, 500)));
+      .take(take);
+    const claims = await ctx.db
+      .query("offload_refs")
+      .withIndex("by_state", (q) => q.eq("state", "deleting").lt("expiresAt", now))
+      .take(take);
+    const rows = [...leases, ...claims];
     const touched = new Map<string, ObjectKey>();
     for (const row of rows) {
       touched.set(objectId(row), { bucket: row.bucket, key: row.key });

@@ -37,7 +37,7 @@ from convex_offload.errors import (
     UploadError,
 )
 from convex_offload.offload.kinds import RecordKind, RecordKinds
-from convex_offload.offload.lifecycle import DeletionReport, GcReport
+from convex_offload.offload.lifecycle import Checkpoint, DeletionReport, GcReport
 from convex_offload.offload.manifest import Manifest, Ref
 from convex_offload.offload.memory import OffloadingMemory
 from convex_offload.offload.offloader import Offloader
@@ -49,7 +49,7 @@ from convex_offload.offload.restorer import RestoreMode
 from convex_offload.offload.rewriter import Rewritten
 from convex_offload.offload.stats import OffloadStats
 from convex_offload.offload.store import OffloadingStore
-from convex_offload.offload.transaction import Change, Checkpoint, Write, WriteResult, WriteTransaction
+from convex_offload.offload.transaction import Change, Write, WriteResult, WriteTransaction
 from convex_offload.offload.workflows import OffloadingWorkflows
 from convex_offload.store.cache import ConvexServerCache
 from convex_offload.store.memory import MemoryStore

@@ -186,6 +186,9 @@ class OffloadConfig(BaseSettings):
     lease_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = Field(
         900, description="How long an upload's lease protects it from gc until its record is written."
     )
+    claim_seconds: Annotated[float, Field(gt=0, le=24 * 3600)] = Field(
+        600, description="How long a deletion claim holds an object (a collector that dies lets go then)."
+    )
     type_mismatch: Literal["error", "allow"] = Field(
         "error", description="What to do when a payload's bytes are not of its declared type."
     )

@@ -32,9 +32,10 @@ from convex_offload.offload.registry import ConvexRefRegistry, ObjectKey
 
 logger = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 600
-"""How long a deletion claim holds: far longer than deleting one object takes."""
 RECONCILE_BATCH = 50
+Checkpoint = Callable[[str], Awaitable[None]]
+"""Awaited at each named step (`write:leased`, `delete:object 1/2`, `gc:marked`, ...): a hook for
+tests that stop a process at an exact point (README "Guarantees" lists every step)."""
 Phase = Callable[[str], Awaitable[None]]
 """Called between the passes of `gc` with the name of the pass about to run (tests interleave writes)."""
 
@@ -82,10 +83,19 @@ class GcReport:
 class Lifecycle:
     """Deletion, garbage collection and scans over one deployment's records and buckets."""
 
-    def __init__(self, offloader: Offloader, registry: ConvexRefRegistry, kinds: RecordKinds) -> None:
+    def __init__(
+        self,
+        offloader: Offloader,
+        registry: ConvexRefRegistry,
+        kinds: RecordKinds,
+        *,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
         self.offloader = offloader
         self.registry = registry
         self.kinds = kinds
+        self.checkpoint = checkpoint
+        self.claim_seconds = offloader.config.claim_seconds
 
     def __repr__(self) -> str:
         return f"Lifecycle({self.registry!r})"
@@ -98,10 +108,16 @@ class Lifecycle:
     async def delete_unreferenced(self, objects: Sequence[ObjectKey]) -> DeletionReport:
         """Claim, delete and release each object; one object's failure never stops the others."""
         report = DeletionReport()
-        for bucket, key in objects:
+        for index, (bucket, key) in enumerate(objects, start=1):
             outcome = await self._delete_one(bucket, key)
             getattr(report, outcome).append((bucket, key))
+            await self.reached(f"delete:object {index}/{len(objects)}")
         return report
+
+    async def reached(self, name: str) -> None:
+        """A named step was reached: await the checkpoint hook, if any."""
+        if self.checkpoint is not None:
+            await self.checkpoint(name)
 
     async def _delete_one(self, bucket: str, key: str) -> str:
         if bucket not in self.offloader.buckets:
@@ -109,7 +125,7 @@ class Lifecycle:
             return "failed"
         token = uuid.uuid4().hex
         try:
-            if not await self.registry.claim(bucket, key, token, CLAIM_SECONDS):
+            if not await self.registry.claim(bucket, key, token, self.claim_seconds):
                 return "kept"
             try:
                 await self.offloader.buckets[bucket].delete(key)
@@ -216,6 +232,7 @@ class Lifecycle:
                 )
                 report.reconciled_rows += changed
 
+        await self.reached("gc:marked")
         await phase("sweep")
         cutoff = datetime.now(UTC) - grace
         async for name, info in self.objects():
@@ -238,6 +255,7 @@ class Lifecycle:
             getattr(report, outcome).append(ident)
             if outcome == "deleted":
                 report.bytes_freed += info.size
+            await self.reached(f"gc:swept {len(report.orphans)}")
         await phase("done")
         return report
 

@@ -278,10 +278,11 @@ async def migrate(
                 if item["inline"] or item["size"] > store.config.max_record_bytes // 4:
                     candidates.append(item["id"])
             report.candidates += len(candidates)
-            for record_id in candidates:
+            for index, record_id in enumerate(candidates, start=1):
                 await _migrate_record(store, kind, record_id, dry_run=dry_run, report=report)
                 if progress is not None:
                     progress("records", report.migrated, report.bytes_offloaded)
+                await store.lifecycle.reached(f"migrate:record {index}/{len(candidates)}")
             pages += 1
             cursor = page["continueCursor"]
             if not dry_run:

@@ -20,14 +20,14 @@ from convex_offload.config import OffloadConfig
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import InvalidInputError
 from convex_offload.offload.kinds import RecordKinds
-from convex_offload.offload.lifecycle import Lifecycle
+from convex_offload.offload.lifecycle import Checkpoint, Lifecycle
 from convex_offload.offload.memory import OffloadingMemory
 from convex_offload.offload.offloader import Offloader
 from convex_offload.offload.records import OffloadedRecords
 from convex_offload.offload.registry import ConvexRefRegistry
 from convex_offload.offload.restorer import RestoreMode
 from convex_offload.offload.road import Road
-from convex_offload.offload.transaction import Checkpoint, WriteTransaction
+from convex_offload.offload.transaction import WriteTransaction
 from convex_offload.offload.workflows import OffloadingWorkflows
 from convex_offload.store.scores import ScoreStore
 from convex_offload.store.store import ConvexStore, DomainName
@@ -59,10 +59,8 @@ class OffloadingStore(AsyncClosing):
         self.offloader = offloader or Offloader(config, self.buckets)
         self.kinds = kinds or RecordKinds.default()
         self.registry = ConvexRefRegistry(store.client)
-        self.lifecycle = Lifecycle(self.offloader, self.registry, self.kinds)
-        self.transaction = WriteTransaction(
-            self.offloader, self.registry, self.lifecycle, self.kinds, config, checkpoint=checkpoint
-        )
+        self.lifecycle = Lifecycle(self.offloader, self.registry, self.kinds, checkpoint=checkpoint)
+        self.transaction = WriteTransaction(self.offloader, self.registry, self.lifecycle, self.kinds, config)
         self._road = Road(self.transaction, restore_mode)
         self.memory = OffloadingMemory(store.memory, self._road)
         self.workflows = OffloadingWorkflows(store.workflows, self._road)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -41,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 WRITE_ATTEMPTS: Final = 3
 BUSY_RETRIES: Final = 8
-Checkpoint = Callable[[str], Awaitable[None]]
-"""Awaited at each named step of a write (`planned`, `leased`, `uploaded`, `written`): a hook for
-tests that stop a writer at an exact point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +136,12 @@ class WriteTransaction:
         lifecycle: Lifecycle,
         kinds: RecordKinds,
         config: OffloadConfig,
-        *,
-        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.offloader = offloader
         self.registry = registry
         self.lifecycle = lifecycle
         self.kinds = kinds
         self.config = config
-        self.checkpoint = checkpoint
 
     def __repr__(self) -> str:
         return f"WriteTransaction({self.registry!r})"
@@ -164,11 +158,11 @@ class WriteTransaction:
             return WriteResult(written=False)
         lease = _Lease(uuid.uuid4().hex)
         try:
-            await self._step("planned")
+            await self._step("write:planned")
             todo = [p for ident, p in objects.items() if not self.offloader.uploader.is_known(ident)]
             if todo:
                 await self._lease_and_upload(todo, lease, repair=False)
-            await self._step("uploaded")
+            await self._step("write:uploaded")
             outcomes = [
                 self._settle(change, await self._rewrite(change, plan))
                 for change, plan in zip(write.changes, plans, strict=True)
@@ -190,7 +184,7 @@ class WriteTransaction:
         for refs in owners.values():
             for ref in refs:
                 self.offloader.uploader.remember(ref.ident)
-        await self._step("written")
+        await self._step("write:written")
         await self.lifecycle.delete_unreferenced(answer.released)
         return WriteResult(
             written=True,
@@ -228,14 +222,14 @@ class WriteTransaction:
     async def _lease_and_upload(self, todo: Sequence[PlannedObject], lease: _Lease, *, repair: bool) -> None:
         lease.taken = True  # before asking: a reservation whose answer is lost still holds rows
         present = await self._lease(todo, lease.token)
-        await self._step("leased")
+        await self._step("write:leased")
         uploads = []
         for p in todo:
             if p.ident in present and not repair:
                 self.offloader.stats.dedup_skips += 1
             else:
                 uploads.append(p)
-        await self.offloader.uploader.upload(uploads, check_bucket=False)
+        await self.offloader.uploader.upload(uploads, check_bucket=False, each=self._uploaded)
 
     async def _lease(self, todo: Sequence[PlannedObject], token: str) -> frozenset[ObjectKey]:
         refs = [p.object_ref() for p in todo]
@@ -330,6 +324,8 @@ class WriteTransaction:
         unique = {(r.bucket, r.key): ObjectRef(r.bucket, r.key, scope, r.size, r.sha256) for r in refs}
         return list(unique.values())
 
+    async def _uploaded(self, done: int, total: int) -> None:
+        await self._step(f"write:uploaded {done}/{total}")
+
     async def _step(self, name: str) -> None:
-        if self.checkpoint is not None:
-            await self.checkpoint(name)
+        await self.lifecycle.reached(name)

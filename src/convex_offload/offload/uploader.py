@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final
 
 from convex_offload.blobs.base import BlobStore
@@ -18,6 +18,8 @@ from convex_offload.offload.policy import PlannedObject
 from convex_offload.offload.stats import OffloadStats
 
 ObjectKey = tuple[str, str]
+Progress = Callable[[int, int], Awaitable[None]]
+"""each(done, total): awaited as each upload finishes."""
 KNOWN_LIMIT: Final = 100_000
 
 
@@ -52,16 +54,28 @@ class Uploader:
         """Drop what is known of an object (after deleting it)."""
         self._known.pop(ident, None)
 
-    async def upload(self, objects: Sequence[PlannedObject], *, check_bucket: bool) -> None:
+    async def upload(
+        self, objects: Sequence[PlannedObject], *, check_bucket: bool, each: Progress | None = None
+    ) -> None:
         """Upload `objects` concurrently; `UploadError` names the first that failed.
 
         With `check_bucket`, a HEAD first skips objects already stored (when no registry can say).
+        `each(done, total)` is awaited as each upload finishes.
         """
         if not objects:
             return
+        finished = 0
+
+        async def one(p: PlannedObject) -> None:
+            nonlocal finished
+            await self.ensure_uploaded(p, check_bucket=check_bucket)
+            finished += 1
+            if each is not None:
+                await each(finished, len(objects))
+
         tasks = []
         for p in objects:
-            tasks.append(asyncio.ensure_future(self.ensure_uploaded(p, check_bucket=check_bucket)))
+            tasks.append(asyncio.ensure_future(one(p)))
             await asyncio.sleep(0)  # let this upload start before the next one is queued
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for p, result in zip(objects, results, strict=True):
