@@ -1,6 +1,8 @@
 /* Written to match what `npx convex codegen` generates: references to this folder's functions. */
 import type { ApiFromModules, FilterApi, FunctionReference } from "convex/server";
 import { anyApi } from "convex/server";
+import type * as mastra_cache from "../mastra/cache";
+import type * as mastra_nativeVector from "../mastra/nativeVector";
 import type * as mastra_storage from "../mastra/storage";
 import type * as offload_files from "../offload/files";
 import type * as offload_manifests from "../offload/manifests";
@@ -9,6 +11,8 @@ import type * as offload_refs from "../offload/refs";
 import type * as offload_scan from "../offload/scan";
 
 declare const fullApi: ApiFromModules<{
+  "mastra/cache": typeof mastra_cache;
+  "mastra/nativeVector": typeof mastra_nativeVector;
   "mastra/storage": typeof mastra_storage;
   "offload/files": typeof offload_files;
   "offload/manifests": typeof offload_manifests;
