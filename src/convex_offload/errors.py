@@ -156,3 +156,14 @@ class ForbiddenReferenceError(OffloadError):
 
 class BucketConfigError(ConvexOffloadError, ValueError):
     """Bucket or routing configuration that cannot work; the message names the field."""
+
+
+# --- Stored records (schedules, background tasks, channels) ------------------------------------
+
+
+class AlreadyExistsError(ConvexFunctionError):
+    """A record with this id already exists (a schedule or a schedule trigger); nothing was written."""
+
+
+class InvalidRecordError(ConvexOffloadError, ValueError):
+    """A stored row cannot be read as the record it should be (bad JSON, a target without a type)."""

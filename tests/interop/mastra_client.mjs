@@ -1,7 +1,8 @@
 // Drives the real TypeScript stores of @mastra/convex for the interop tests.
-// Reads one JSON request per line on stdin: {"id", "target": "memory"|"workflows"|"scores"|"vector",
+// Reads one JSON request per line on stdin: {"id", "target": a ConvexStore domain name or "vector",
 // "method", "args"}; writes one JSON answer per line: {"id", "ok": true, "result"} or {"id", "ok": false, "error"}.
-// Date fields in arguments arrive as ISO strings and are turned into Date objects, as Mastra expects.
+// Date fields in arguments arrive as ISO strings and are turned into Date objects, as Mastra expects
+// (epoch-millisecond numbers, as schedules keep their times, stay numbers).
 import { createInterface } from "node:readline";
 import { ConvexStore, ConvexVector } from "@mastra/convex";
 
@@ -14,7 +15,17 @@ if (!url || !adminAuthToken) {
 
 const store = new ConvexStore({ id: "interop", deploymentUrl: url, adminAuthToken });
 const vector = new ConvexVector({ id: "interop-vector", deploymentUrl: url, adminAuthToken });
-const DATE_KEYS = new Set(["createdAt", "updatedAt", "start", "end", "fromDate", "toDate"]);
+const DATE_KEYS = new Set([
+  "createdAt",
+  "updatedAt",
+  "start",
+  "end",
+  "fromDate",
+  "toDate",
+  "startedAt",
+  "suspendedAt",
+  "completedAt",
+]);
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 function revive(value, key) {
