@@ -40,7 +40,7 @@ def py_task(task_id: str, agent_id: str, minutes: int = 0, **fields: Any) -> Bac
     return BackgroundTask.model_validate(task_json(task_id, agent_id, minutes, **fields))
 
 
-# --- createTask / getTask ------------------------------------------------------------------------
+# --- createTask / getTask -------------------------------------------------------------------------
 
 
 async def test_typescript_reads_a_task_written_by_python(
@@ -86,7 +86,7 @@ async def test_both_stores_answer_none_for_a_missing_task(
     assert ts.call("backgroundTasks", "getTask", missing) is None
 
 
-# --- updateTask ---------------------------------------------------------------------------------
+# --- updateTask -----------------------------------------------------------------------------------
 
 
 async def test_typescript_reads_an_update_made_by_python(
@@ -156,7 +156,7 @@ async def test_bad_task_input_is_refused_before_sending(
         await store.background_tasks.update_task(uid("task"), {"retryCount": -1})
 
 
-# --- listTasks ----------------------------------------------------------------------------------
+# --- listTasks ------------------------------------------------------------------------------------
 
 
 async def seed(ts: TsMastra, store: ConvexStore, agent: str, prefix: str) -> list[str]:
@@ -254,7 +254,7 @@ async def test_running_counts_agree(ts: TsMastra, store: ConvexStore, uid: Calla
     assert await store.background_tasks.get_running_count() >= 2
 
 
-# --- deleteTask / deleteTasks -----------------------------------------------------------------------
+# --- deleteTask / deleteTasks ---------------------------------------------------------------------
 
 
 async def test_typescript_sees_a_task_python_deleted(
@@ -300,7 +300,7 @@ async def test_delete_tasks_without_a_filter_deletes_nothing(
     assert await store.background_tasks.get_task(task.id) is not None
 
 
-# --- dangerouslyClearAll ---------------------------------------------------------------------------
+# --- dangerouslyClearAll --------------------------------------------------------------------------
 
 
 async def test_clear_all_python_then_typescript(
