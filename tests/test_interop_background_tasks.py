@@ -40,6 +40,12 @@ def py_task(task_id: str, agent_id: str, minutes: int = 0, **fields: Any) -> Bac
     return BackgroundTask.model_validate(task_json(task_id, agent_id, minutes, **fields))
 
 
+async def test_get_store_names_the_domains_as_typescript(store: ConvexStore) -> None:
+    assert await store.get_store("backgroundTasks") is store.background_tasks
+    assert await store.get_store("schedules") is store.schedules
+    assert await store.get_store("channels") is store.channels
+
+
 # --- createTask / getTask -------------------------------------------------------------------------
 
 

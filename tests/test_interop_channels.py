@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from convex_offload.errors import InvalidInputError
+from convex_offload.errors import InvalidInputError, InvalidRecordError
 from convex_offload.store.models import iso, parse_iso
 from convex_offload.store.models_channels import ChannelConfig, ChannelInstallation
 from convex_offload.store.store import ConvexStore
-from ts_mastra import TsMastra
+from ts_mastra import TsError, TsMastra
 
 T0 = datetime(2025, 6, 1, 8, 30, 15, 123000, tzinfo=UTC)
 SECRET = "xoxb-very-secret-bot-token"
@@ -245,3 +245,28 @@ async def test_clear_all_python_then_typescript(
     ts.call("channels", "dangerouslyClearAll")
     assert await store.channels.list_installations(platform) == []
     assert await store.channels.get_config(platform) is None
+
+
+# --- rows neither store can read --------------------------------------------------------------------
+
+
+async def test_an_installation_with_bad_data_json_fails_in_both(
+    ts: TsMastra, store: ConvexStore, uid: Callable[[str], str]
+) -> None:
+    row: dict[str, Any] = {
+        "id": uid("inst"),
+        "platform": "slack",
+        "agentId": "a",
+        "status": "active",
+        "webhookId": None,
+        "data": "{not json",
+        "configHash": None,
+        "error": None,
+        "createdAt": iso(T0),
+        "updatedAt": iso(T0),
+    }
+    await store.db.insert("mastra_channel_installations", row)
+    with pytest.raises(InvalidRecordError, match=f"Invalid channel data JSON for installation {row['id']}"):
+        await store.channels.get_installation(row["id"])
+    with pytest.raises(TsError, match="Invalid channel data JSON"):
+        ts.call("channels", "getInstallation", row["id"])

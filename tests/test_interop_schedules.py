@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from convex_offload.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from convex_offload.errors import AlreadyExistsError, InvalidInputError, InvalidRecordError, NotFoundError
 from convex_offload.store.models_schedules import (
     AgentScheduleTarget,
     Schedule,
@@ -133,6 +133,18 @@ async def test_a_legacy_heartbeat_target_reads_as_agent_in_both(
     loaded = await store.schedules.get_schedule(written["id"])
     assert loaded is not None
     assert loaded.to_json() == written == ts.call("schedules", "getSchedule", written["id"])
+
+
+async def test_a_schedule_whose_target_has_no_type_fails_in_both(
+    ts: TsMastra, store: ConvexStore, uid: Callable[[str], str]
+) -> None:
+    row = Schedule.model_validate(schedule_json(uid("sched"), uid("wf"))).to_row()
+    row["target"] = '{"workflowId": "w"}'
+    await store.db.insert("mastra_schedules", row)
+    with pytest.raises(InvalidRecordError, match=f"Schedule {row['id']} has invalid target"):
+        await store.schedules.get_schedule(row["id"])
+    with pytest.raises(TsError, match="has invalid target"):
+        ts.call("schedules", "getSchedule", row["id"])
 
 
 # --- listSchedules --------------------------------------------------------------------------------

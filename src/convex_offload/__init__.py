@@ -7,6 +7,7 @@ attachments in S3, R2, Convex file storage or a folder. Configuration: `OffloadC
 from convex_offload.config import BucketConfig, OffloadConfig, RoutingRule
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import (
+    AlreadyExistsError,
     AttachmentIntegrityError,
     AttachmentMissingError,
     AttachmentPolicyError,
@@ -19,6 +20,7 @@ from convex_offload.errors import (
     ConvexTransportError,
     ForbiddenReferenceError,
     InvalidInputError,
+    InvalidRecordError,
     InvalidValueError,
     LimitExceededError,
     MalformedAttachmentError,
@@ -41,17 +43,36 @@ from convex_offload.store.models import (
     Thread,
     WorkflowRun,
 )
+from convex_offload.store.models_background_tasks import (
+    BackgroundTask,
+    TaskFilter,
+    TaskListResult,
+    TaskUpdate,
+)
+from convex_offload.store.models_channels import ChannelConfig, ChannelInstallation
+from convex_offload.store.models_schedules import (
+    AgentScheduleTarget,
+    Schedule,
+    ScheduleTrigger,
+    ScheduleUpdate,
+    WorkflowScheduleTarget,
+)
 from convex_offload.store.store import ConvexStore
 from convex_offload.store.vectors import ConvexVector
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentScheduleTarget",
+    "AlreadyExistsError",
     "AttachmentIntegrityError",
     "AttachmentMissingError",
     "AttachmentPolicyError",
+    "BackgroundTask",
     "BucketConfig",
     "BucketConfigError",
+    "ChannelConfig",
+    "ChannelInstallation",
     "ConvexAuthError",
     "ConvexClient",
     "ConvexError",
@@ -64,6 +85,7 @@ __all__ = [
     "DateRange",
     "ForbiddenReferenceError",
     "InvalidInputError",
+    "InvalidRecordError",
     "InvalidValueError",
     "LimitExceededError",
     "MalformedAttachmentError",
@@ -78,10 +100,17 @@ __all__ = [
     "RecordTooLargeError",
     "Resource",
     "RoutingRule",
+    "Schedule",
+    "ScheduleTrigger",
+    "ScheduleUpdate",
     "Score",
     "ScorePayload",
     "StorageOperationError",
+    "TaskFilter",
+    "TaskListResult",
+    "TaskUpdate",
     "Thread",
     "UploadError",
     "WorkflowRun",
+    "WorkflowScheduleTarget",
 ]
