@@ -255,7 +255,7 @@ async def test_an_installation_with_bad_data_json_fails_in_both(
 ) -> None:
     row: dict[str, Any] = {
         "id": uid("inst"),
-        "platform": "slack",
+        "platform": uid("slack"),
         "agentId": "a",
         "status": "active",
         "webhookId": None,
@@ -266,7 +266,13 @@ async def test_an_installation_with_bad_data_json_fails_in_both(
         "updatedAt": iso(T0),
     }
     await store.db.insert("mastra_channel_installations", row)
-    with pytest.raises(InvalidRecordError, match=f"Invalid channel data JSON for installation {row['id']}"):
-        await store.channels.get_installation(row["id"])
-    with pytest.raises(TsError, match="Invalid channel data JSON"):
-        ts.call("channels", "getInstallation", row["id"])
+    try:
+        with pytest.raises(
+            InvalidRecordError, match=f"Invalid channel data JSON for installation {row['id']}"
+        ):
+            await store.channels.get_installation(row["id"])
+        with pytest.raises(TsError, match="Invalid channel data JSON"):
+            ts.call("channels", "listInstallations", row["platform"])
+    finally:
+        # Every listing of its platform would fail on it, in both stores.
+        await store.channels.delete_installation(row["id"])

@@ -141,10 +141,14 @@ async def test_a_schedule_whose_target_has_no_type_fails_in_both(
     row = Schedule.model_validate(schedule_json(uid("sched"), uid("wf"))).to_row()
     row["target"] = '{"workflowId": "w"}'
     await store.db.insert("mastra_schedules", row)
-    with pytest.raises(InvalidRecordError, match=f"Schedule {row['id']} has invalid target"):
-        await store.schedules.get_schedule(row["id"])
-    with pytest.raises(TsError, match="has invalid target"):
-        ts.call("schedules", "getSchedule", row["id"])
+    try:
+        with pytest.raises(InvalidRecordError, match=f"Schedule {row['id']} has invalid target"):
+            await store.schedules.get_schedule(row["id"])
+        with pytest.raises(TsError, match="has invalid target"):
+            ts.call("schedules", "getSchedule", row["id"])
+    finally:
+        # Every listing of all schedules would fail on it, in both stores.
+        await store.schedules.delete_schedule(row["id"])
 
 
 # --- listSchedules --------------------------------------------------------------------------------
