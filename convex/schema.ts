@@ -1,14 +1,20 @@
-// The Convex schema for convex-offload: every @mastra/convex table, plus this project's own
-// `offload_refs` table that records which stored record references which offloaded object.
+// The Convex schema for convex-offload: every table @mastra/convex/schema exports, under the name
+// its storage and cache handlers use (tests/test_convex_folder.py checks both against the installed
+// package), plus this project's own `offload_refs` and `offload_files` tables.
 import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
 import {
+  mastraBackgroundTasksTable,
   mastraCacheListItemsTable,
   mastraCacheTable,
+  mastraChannelConfigTable,
+  mastraChannelInstallationsTable,
   mastraDocumentsTable,
   mastraMessagesTable,
   mastraObservationalMemoryTable,
   mastraResourcesTable,
+  mastraScheduleTriggersTable,
+  mastraSchedulesTable,
   mastraScoresTable,
   mastraThreadsTable,
   mastraVectorIndexesTable,
@@ -57,6 +63,11 @@ export default defineSchema({
   mastra_resources: mastraResourcesTable,
   mastra_workflow_snapshots: mastraWorkflowSnapshotsTable,
   mastra_scorers: mastraScoresTable,
+  mastra_schedules: mastraSchedulesTable,
+  mastra_schedule_triggers: mastraScheduleTriggersTable,
+  mastra_channel_installations: mastraChannelInstallationsTable,
+  mastra_channel_config: mastraChannelConfigTable,
+  mastra_background_tasks: mastraBackgroundTasksTable,
   mastra_observational_memory: mastraObservationalMemoryTable,
   mastra_vector_indexes: mastraVectorIndexesTable,
   mastra_vectors: mastraVectorsTable,

@@ -12,6 +12,7 @@ from convex_offload.blobs.s3 import S3BlobStore, S3Connection
 from convex_offload.config import BucketConfig, OffloadConfig, RoutingRule
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import (
+    AlreadyExistsError,
     AttachmentIntegrityError,
     AttachmentMissingError,
     AttachmentPolicyError,
@@ -25,6 +26,7 @@ from convex_offload.errors import (
     ConvexTransportError,
     ForbiddenReferenceError,
     InvalidInputError,
+    InvalidRecordError,
     InvalidValueError,
     LimitExceededError,
     MalformedAttachmentError,
@@ -69,6 +71,20 @@ from convex_offload.store.models import (
     WorkflowRun,
     WorkflowRunsPage,
 )
+from convex_offload.store.models_background_tasks import (
+    BackgroundTask,
+    TaskFilter,
+    TaskListResult,
+    TaskUpdate,
+)
+from convex_offload.store.models_channels import ChannelConfig, ChannelInstallation
+from convex_offload.store.models_schedules import (
+    AgentScheduleTarget,
+    Schedule,
+    ScheduleTrigger,
+    ScheduleUpdate,
+    WorkflowScheduleTarget,
+)
 from convex_offload.store.native_vector import ConvexNativeVector, NativeVectorIndex
 from convex_offload.store.om_models import (
     ActivatedChunk,
@@ -87,9 +103,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivatedChunk",
+    "AgentScheduleTarget",
+    "AlreadyExistsError",
     "AttachmentIntegrityError",
     "AttachmentMissingError",
     "AttachmentPolicyError",
+    "BackgroundTask",
     "BlobStore",
     "BlobStoreError",
     "BucketConfig",
@@ -97,6 +116,8 @@ __all__ = [
     "BufferedObservationChunk",
     "BufferedObservationChunkInput",
     "Change",
+    "ChannelConfig",
+    "ChannelInstallation",
     "Checkpoint",
     "ConvexAuthError",
     "ConvexClient",
@@ -117,6 +138,7 @@ __all__ = [
     "GcReport",
     "IndexStats",
     "InvalidInputError",
+    "InvalidRecordError",
     "InvalidValueError",
     "LimitExceededError",
     "LocalBlobStore",
@@ -158,6 +180,9 @@ __all__ = [
     "RoutingRule",
     "S3BlobStore",
     "S3Connection",
+    "Schedule",
+    "ScheduleTrigger",
+    "ScheduleUpdate",
     "Score",
     "ScorePayload",
     "ScoreStore",
@@ -165,6 +190,9 @@ __all__ = [
     "StatsReport",
     "StorageOperationError",
     "SwapBufferedToActiveResult",
+    "TaskFilter",
+    "TaskListResult",
+    "TaskUpdate",
     "Thread",
     "ThreadsPage",
     "UnsupportedManifestError",
@@ -172,6 +200,7 @@ __all__ = [
     "VerifyReport",
     "WorkflowRun",
     "WorkflowRunsPage",
+    "WorkflowScheduleTarget",
     "WorkflowStore",
     "Write",
     "WriteResult",

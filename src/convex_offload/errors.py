@@ -188,3 +188,14 @@ class BucketConfigError(ConvexOffloadError, ValueError):
 
 class RecordKindError(ConvexOffloadError, ValueError):
     """A record kind description that cannot work, or a kind no store knows; names kind and field."""
+
+
+# --- Stored records (schedules, background tasks, channels) ------------------------------------
+
+
+class AlreadyExistsError(ConvexFunctionError):
+    """A record with this id already exists (a schedule or a schedule trigger); nothing was written."""
+
+
+class InvalidRecordError(ConvexOffloadError, ValueError):
+    """A stored row cannot be read as the record it should be (bad JSON, a target without a type)."""

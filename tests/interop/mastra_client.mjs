@@ -27,6 +27,9 @@ const DATE_KEYS = new Set([
   "to",
   "lastObservedAt",
   "lastBufferedAtTime",
+  "startedAt",
+  "suspendedAt",
+  "completedAt",
 ]);
 // One ConvexServerCache / ConvexNativeVector per distinct config.
 const configured = new Map();

@@ -1,4 +1,5 @@
-"""`ConvexStore`: the memory, workflows and scores domains on one Convex deployment."""
+"""`ConvexStore`: the memory, workflows, scores, backgroundTasks, schedules and channels domains on one
+Convex deployment."""
 
 from __future__ import annotations
 
@@ -8,20 +9,25 @@ from pydantic import SecretStr
 
 from convex_offload.convex.client import ConvexClient
 from convex_offload.convex.owner import ClientOwner
+from convex_offload.store.background_tasks import BackgroundTaskStore
+from convex_offload.store.channels import ChannelStore
 from convex_offload.store.db import DEFAULT_STORAGE_FUNCTION, StorageDB
 from convex_offload.store.memory import MemoryStore
+from convex_offload.store.schedules import ScheduleStore
 from convex_offload.store.scores import ScoreStore
 from convex_offload.store.workflows import WorkflowStore
 
-DomainName = Literal["memory", "workflows", "scores"]
+DomainName = Literal["memory", "workflows", "scores", "backgroundTasks", "schedules", "channels"]
+Domain = MemoryStore | WorkflowStore | ScoreStore | BackgroundTaskStore | ScheduleStore | ChannelStore
 
 
 class ConvexStore(ClientOwner):
     """Python twin of @mastra/convex's `ConvexStore`, sharing its deployment and its records.
 
     Create it with a deployment URL and admin key (or an existing `ConvexClient`), then use its
-    domains: `store.memory`, `store.workflows`, `store.scores` (or `await store.get_store("memory")`,
-    as in TypeScript). Close it with `aclose()` or `async with`.
+    domains: `store.memory`, `store.workflows`, `store.scores`, `store.background_tasks`,
+    `store.schedules`, `store.channels` (or `await store.get_store("backgroundTasks")`, by the
+    names TypeScript gives them). Close it with `aclose()` or `async with`.
     """
 
     def __init__(
@@ -38,6 +44,9 @@ class ConvexStore(ClientOwner):
         self.memory = MemoryStore(self.db)
         self.workflows = WorkflowStore(self.db)
         self.scores = ScoreStore(self.db)
+        self.background_tasks = BackgroundTaskStore(self.db)
+        self.schedules = ScheduleStore(self.db)
+        self.channels = ChannelStore(self.db)
 
     @overload
     async def get_store(self, name: Literal["memory"]) -> MemoryStore: ...
@@ -45,11 +54,20 @@ class ConvexStore(ClientOwner):
     async def get_store(self, name: Literal["workflows"]) -> WorkflowStore: ...
     @overload
     async def get_store(self, name: Literal["scores"]) -> ScoreStore: ...
-    async def get_store(self, name: DomainName) -> MemoryStore | WorkflowStore | ScoreStore:
+    @overload
+    async def get_store(self, name: Literal["backgroundTasks"]) -> BackgroundTaskStore: ...
+    @overload
+    async def get_store(self, name: Literal["schedules"]) -> ScheduleStore: ...
+    @overload
+    async def get_store(self, name: Literal["channels"]) -> ChannelStore: ...
+    async def get_store(self, name: DomainName) -> Domain:
         """A domain by name, as TypeScript's `storage.getStore(name)`."""
-        domains: dict[str, MemoryStore | WorkflowStore | ScoreStore] = {
+        domains: dict[str, Domain] = {
             "memory": self.memory,
             "workflows": self.workflows,
             "scores": self.scores,
+            "backgroundTasks": self.background_tasks,
+            "schedules": self.schedules,
+            "channels": self.channels,
         }
         return domains[name]
