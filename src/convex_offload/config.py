@@ -183,6 +183,14 @@ class OffloadConfig(BaseSettings):
     restore_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     cache_bytes: Annotated[int, Field(ge=0)] = 128 << 20
     max_depth: Annotated[int, Field(ge=2, le=512)] = 64
+    max_payloads_per_record: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        1000, description="Attachments one record may hold (a message with more is refused)."
+    )
+    max_image_pixels: Annotated[int, Field(ge=1)] = Field(
+        178_956_970,
+        description="Largest width x height an image may declare (a decompression bomb is refused); "
+        "Pillow's own bomb limit.",
+    )
     lease_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = Field(
         900, description="How long an upload's lease protects it from gc until its record is written."
     )

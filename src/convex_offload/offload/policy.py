@@ -9,10 +9,14 @@ bucket's limits (size, types, active content). No I/O happens here.
 
 from __future__ import annotations
 
+import io
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+import imagesize
 
 from convex_offload.config import BucketConfig, OffloadConfig
 from convex_offload.errors import AttachmentPolicyError, MalformedAttachmentError
@@ -35,6 +39,13 @@ from convex_offload.offload.tree import Token, pointer
 
 _FILENAME_FORBIDDEN: Final = re.compile(r"[/\\\x00-\x1f\x7f]")
 MAX_FILENAME_BYTES: Final = 255
+POLYGLOT_HEAD: Final = 64 << 10
+POLYGLOT_TAIL: Final = 8 << 10
+DIMENSIONS_HEAD: Final = 1 << 20
+"""Image headers (a JPEG's frame header may follow large EXIF/ICC segments) are in the first MiB."""
+_MARKUP: Final = re.compile(
+    rb"<(?:script|html|iframe|object|embed|svg)[\s/>]|<!doctype\s+html|javascript:", re.I
+)
 
 
 @dataclass(slots=True)
@@ -110,9 +121,15 @@ class Policy:
             bare_min_chars=_base64_chars(self.config.bare_base64_min_bytes),
             max_depth=self.config.max_depth,
             skip=(*holder, MANIFEST_KEY),
+            where=where,
         )
         self.stats.payloads_found += len(candidates)
         items = self._choose(candidates, where) if candidates else []
+        limit = self.config.max_payloads_per_record
+        if len(items) + len(kept) > limit:
+            raise AttachmentPolicyError(
+                f"{len(items) + len(kept)} attachments in one record is over the limit of {limit}", path=where
+            )
         for p in items:
             if p.offload:
                 p.place = f"{where} {pointer(p.candidate.path)}"
@@ -158,8 +175,29 @@ class Policy:
             return None
         prepared = Prepared(sha256=decoded.sha256, size=decoded.size, sniffed_type=sniffed, data=decoded.data)
         self._check_payload(candidate, prepared, place)
+        self._check_bytes(prepared, place)
         self.digests.put(text, candidate.start, candidate.end, prepared)
         return prepared
+
+    def _check_bytes(self, prepared: Prepared, place: str) -> None:
+        """What only the bytes can tell: a decompression bomb, a polyglot (checked once per payload)."""
+        data, mime = prepared.data, prepared.sniffed_type
+        if data is None or not mime:
+            return
+        if mime.startswith("image/") and mime not in ACTIVE_CONTENT:
+            width, height = _dimensions(data)
+            if width > 0 and height > 0 and width * height > self.config.max_image_pixels:
+                raise AttachmentPolicyError(
+                    f"a {width}x{height} {mime} ({width * height:,} pixels) is over the limit of "
+                    f"{self.config.max_image_pixels:,} pixels (a decompression bomb?)",
+                    path=place,
+                )
+        if not is_textual(mime) and mime not in ACTIVE_CONTENT:
+            head, tail = bytes(data[:POLYGLOT_HEAD]), bytes(data[-POLYGLOT_TAIL:])
+            if _MARKUP.search(head) or _MARKUP.search(tail):
+                raise AttachmentPolicyError(
+                    f"the bytes of this {mime} also read as HTML or script (a polyglot file)", path=place
+                )
 
     def _check_payload(self, candidate: Candidate, prepared: Prepared, place: str) -> None:
         if prepared.size == 0:
@@ -202,6 +240,15 @@ def check_filename(name: str, place: str) -> None:
         raise AttachmentPolicyError(f"filename {name[:64]!r} is a relative path", path=place)
     if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
         raise AttachmentPolicyError(f"filename is over {MAX_FILENAME_BYTES} bytes", path=place)
+
+
+def _dimensions(data: bytes | bytearray) -> tuple[int, int]:
+    """Width and height an image's header declares ((-1, -1) when it cannot be read)."""
+    try:
+        width, height = imagesize.get(io.BytesIO(bytes(data[:DIMENSIONS_HEAD])))
+    except (ValueError, OSError, struct.error):
+        return (-1, -1)
+    return (int(width), int(height))
 
 
 def _recognised_binary(mime: str) -> bool:

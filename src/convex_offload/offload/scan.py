@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from convex_offload.errors import InvalidInputError
+from convex_offload.errors import InvalidInputError, InvalidValueError
 from convex_offload.offload.tree import Token, pointer
 
 Form = Literal["base64", "data_url", "embedded"]
@@ -34,6 +34,8 @@ PART_TYPES: Final = frozenset({"file", "image", "media", "image_url", "input_ima
 TYPE_FIELDS: Final = ("mimeType", "mediaType", "contentType", "mime_type", "media_type")
 _DATA_URL_HEADER = re.compile(r"data:([^,;]*)((?:;[^,;]*)*);base64,", re.ASCII)
 _EMBEDDED = re.compile(r"data:[a-zA-Z0-9.+/-]*(?:;[a-zA-Z0-9.+=_-]*)*;base64,[A-Za-z0-9+/]+={0,2}", re.ASCII)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_TEXT = "text with a lone surrogate (U+D800-U+DFFF), which UTF-8 cannot store"
 _URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]{1,31}:")
 
 
@@ -66,36 +68,49 @@ def scan(
     bare_min_chars: int,
     max_depth: int = 64,
     skip: tuple[Token, ...] | None = None,
+    where: str = "record",
 ) -> list[Candidate]:
     """Every payload candidate in `root`, in document order.
 
     `min_chars` is the shortest base64 text worth offloading: shorter strings are skipped except
     in known bytes fields and data URLs, which are always checked. `skip` is the path of a value
-    not to look into (our own manifest).
+    not to look into (our own manifest). `where` names the record in errors: nesting deeper than
+    `max_depth` is `InvalidInputError`, and text that UTF-8 cannot hold (a lone surrogate, which
+    Convex would store as U+FFFD, so it would not read back) is `InvalidValueError`.
     """
-    return list(_walk(root, min_chars, bare_min_chars, max_depth, skip))
+    return list(_walk(root, min_chars, bare_min_chars, max_depth, skip, where))
 
 
 def _walk(
-    root: Any, min_chars: int, bare_min_chars: int, max_depth: int, skip: tuple[Token, ...] | None
+    root: Any,
+    min_chars: int,
+    bare_min_chars: int,
+    max_depth: int,
+    skip: tuple[Token, ...] | None,
+    where: str,
 ) -> Iterator[Candidate]:
     # Iterative, so hostile nesting meets a typed error rather than Python's recursion limit.
     stack: list[tuple[Any, tuple[Token, ...], dict[str, Any] | None, Token | None]] = [(root, (), None, None)]
     while stack:
         value, path, parent, key = stack.pop()
         if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                raise InvalidValueError(f"{where} {pointer(path)}: {_SURROGATE_TEXT}")
             found = _classify(value, path, parent, key, min_chars, bare_min_chars)
             if found is not None:
                 yield from found
         elif isinstance(value, dict):
             if len(path) >= max_depth:
-                raise InvalidInputError(f"{pointer(path)}: nested deeper than {max_depth} levels")
+                raise InvalidInputError(f"{where} {pointer(path)}: nested deeper than {max_depth} levels")
+            for k in value:
+                if isinstance(k, str) and not k.isascii() and _SURROGATE.search(k):
+                    raise InvalidValueError(f"{where} {pointer((*path, k))}: field name: {_SURROGATE_TEXT}")
             stack.extend(
                 (v, child, value, k) for k, v in reversed(value.items()) if (child := (*path, k)) != skip
             )
         elif isinstance(value, list):
             if len(path) >= max_depth:
-                raise InvalidInputError(f"{pointer(path)}: nested deeper than {max_depth} levels")
+                raise InvalidInputError(f"{where} {pointer(path)}: nested deeper than {max_depth} levels")
             stack.extend((v, (*path, i), None, i) for i, v in reversed(list(enumerate(value))))
 
 
