@@ -156,3 +156,19 @@ class ForbiddenReferenceError(OffloadError):
 
 class BucketConfigError(ConvexOffloadError, ValueError):
     """Bucket or routing configuration that cannot work; the message names the field."""
+
+
+# --- Agent-framework bridges ------------------------------------------------------------------
+
+
+class MissingDependencyError(ConvexOffloadError, ImportError):
+    """An integration's framework is not installed; the message names the extra to install."""
+
+    def __init__(self, *, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed: pip install 'convex-offload[{extra}]'")
+        self.package = package
+        self.extra = extra
+
+
+class HistoryConflictError(InvalidInputError):
+    """An agent history that does not start with the messages its thread already holds."""
