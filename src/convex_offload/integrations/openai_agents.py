@@ -51,7 +51,7 @@ from convex_offload.store.models import Message, OrderBy
 try:
     from agents.items import TResponseInputItem
     from agents.memory.session_settings import SessionSettings, resolve_session_limit
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
+except ImportError as exc:  # without the extra (tests/test_integrations_optional.py)
     raise MissingDependencyError(package="openai-agents", extra="openai-agents") from exc
 
 __all__ = ["METADATA_KEY", "MastraSession", "item_from_mastra", "item_to_mastra"]

@@ -68,7 +68,7 @@ from convex_offload.store.models import Message, now
 try:
     import pydantic
     from pydantic_ai import messages as pai
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
+except ImportError as exc:  # without the extra (tests/test_integrations_optional.py)
     raise MissingDependencyError(package="pydantic-ai-slim", extra="pydantic-ai") from exc
 
 __all__ = ["METADATA_KEY", "from_mastra", "load_history", "save_history", "to_mastra"]
