@@ -199,3 +199,19 @@ class AlreadyExistsError(ConvexFunctionError):
 
 class InvalidRecordError(ConvexOffloadError, ValueError):
     """A stored row cannot be read as the record it should be (bad JSON, a target without a type)."""
+
+
+# --- Agent-framework bridges ------------------------------------------------------------------
+
+
+class MissingDependencyError(ConvexOffloadError, ImportError):
+    """An integration's framework is not installed; the message names the extra to install."""
+
+    def __init__(self, *, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed: pip install 'convex-offload[{extra}]'")
+        self.package = package
+        self.extra = extra
+
+
+class HistoryConflictError(InvalidInputError):
+    """An agent history that does not start with the messages its thread already holds."""
