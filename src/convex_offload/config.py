@@ -183,7 +183,7 @@ class OffloadConfig(BaseSettings):
     restore_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     cache_bytes: Annotated[int, Field(ge=0)] = 128 << 20
     max_depth: Annotated[int, Field(ge=2, le=512)] = 64
-    max_payloads_per_record: Annotated[int, Field(ge=1, le=100_000)] = Field(
+    max_payloads_per_record: Annotated[int, Field(ge=1, le=1000)] = Field(
         1000, description="Attachments one record may hold (a message with more is refused)."
     )
     max_image_pixels: Annotated[int, Field(ge=1)] = Field(

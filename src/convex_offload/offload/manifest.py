@@ -30,6 +30,8 @@ from convex_offload.errors import ForbiddenReferenceError, UnsupportedManifestEr
 
 MANIFEST_KEY: Final = "convex_offload"
 MANIFEST_VERSION: Final = 1
+MAX_REFS: Final = 1000
+"""No record holds more attachments than this (`max_payloads_per_record` is at most this, too)."""
 Form = Literal["base64", "data_url", "embedded"]
 
 
@@ -119,11 +121,37 @@ def read_manifest(holder: Any, *, record: str) -> Manifest | None:
             record=record,
             version=version,
         )
+    refs = raw.get("refs")
+    if isinstance(refs, list) and len(refs) > MAX_REFS:
+        raise ForbiddenReferenceError(
+            f"{record}: {MANIFEST_KEY} manifest lists {len(refs):,} refs, over the limit of {MAX_REFS:,}"
+        )
     try:
-        return reader(raw)
+        manifest = reader(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise ForbiddenReferenceError(
             f"{record}: unreadable {MANIFEST_KEY} manifest ({where}: {error['msg']})"
         ) from None
+    _check_places(manifest, record)
+    return manifest
+
+
+def _check_places(manifest: Manifest, record: str) -> None:
+    """Each place is replaced once: no ref listed twice, no two spans of one string overlapping."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    whole: set[str] = set()
+    for ref in manifest.refs:
+        if ref.span is None:
+            if ref.path in whole or ref.path in spans:
+                raise ForbiddenReferenceError(f"{record}: ref {ref.path} is listed twice in the manifest")
+            whole.add(ref.path)
+            continue
+        begin, end = ref.span
+        if ref.path in whole or not 0 <= begin < end:
+            raise ForbiddenReferenceError(f"{record}: ref {ref.path} has a span that cannot be {ref.span}")
+        for other_begin, other_end in spans.get(ref.path, []):
+            if begin < other_end and other_begin < end:
+                raise ForbiddenReferenceError(f"{record}: refs {ref.path} overlap (listed twice?)")
+        spans.setdefault(ref.path, []).append((begin, end))

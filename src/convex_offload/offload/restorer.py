@@ -84,7 +84,7 @@ class Restorer:
         wanted: dict[tuple[str, str, str], Ref] = {}
         for ref in live.refs:
             wanted.setdefault((ref.bucket, ref.key, mode_key(ref)), ref)
-        fetched = await asyncio.gather(*(self._value(r, mode) for r in wanted.values()))
+        fetched = await asyncio.gather(*(self._value(r, mode, record) for r in wanted.values()))
         values = dict(zip(wanted, fetched, strict=True))
         self._apply(root, holder, live, values, mode_key)
         return root
@@ -163,7 +163,7 @@ class Restorer:
             if isinstance(parent, dict):
                 del parent[holder[-1]]
 
-    async def _value(self, ref: Ref, mode: RestoreMode) -> str:
+    async def _value(self, ref: Ref, mode: RestoreMode, record: str) -> str:
         bucket = self.buckets[ref.bucket]
         if mode == "urls":
             return await bucket.access_url(ref.key, self.configs[ref.bucket].presign_ttl)
@@ -174,16 +174,20 @@ class Restorer:
         async with self._fetches:
             data = await bucket.get(ref.key)
         if data is None:
-            raise AttachmentMissingError(bucket=ref.bucket, key=ref.key, path=ref.path)
+            raise AttachmentMissingError(bucket=ref.bucket, key=ref.key, path=f"{record} {ref.path}")
         self.stats.fetches += 1
         self.stats.fetched_bytes += len(data)
         if len(data) != ref.size:
             raise AttachmentIntegrityError(
-                f"{len(data)} bytes, manifest says {ref.size}", bucket=ref.bucket, key=ref.key
+                f"{len(data)} bytes, the manifest of {record} says {ref.size} ({ref.path})",
+                bucket=ref.bucket,
+                key=ref.key,
             )
         if await asyncio.to_thread(_sha256, data) != ref.sha256:
             raise AttachmentIntegrityError(
-                "bytes do not match the manifest's sha256", bucket=ref.bucket, key=ref.key
+                f"bytes do not match the sha256 in the manifest of {record} ({ref.path})",
+                bucket=ref.bucket,
+                key=ref.key,
             )
         text = base64_buffer(ref.header, data)
         del data  # the bytes go before the text is made: a big payload stays under 3x in memory
