@@ -58,12 +58,14 @@ async def measure(args: argparse.Namespace) -> dict[str, int]:
         role="user",
         content={"format": 2, "parts": [{"type": "file", "mimeType": "image/png", "data": text}]},
     )
-    async with OffloadingStore.connect(config) as store:
+    # A second store reads it back: the writer's cache holds what it just wrote, and this measures
+    # a restore that fetches, verifies and re-encodes.
+    async with OffloadingStore.connect(config) as store, OffloadingStore.connect(config) as reader:
         gc.collect()
         baseline = rss_kib("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         await store.memory.save_messages([message])
-        [restored] = await store.memory.list_messages_by_id([message.id])
+        [restored] = await reader.memory.list_messages_by_id([message.id])
         peak = rss_kib("VmHWM")
         assert restored.content == message.content
     return {"baseline_rss": baseline * 1024, "peak_rss": peak * 1024, "attachment_bytes": len(text) * 3 // 4}

@@ -430,8 +430,19 @@ async def test_bucket_cors_lets_the_apps_origin_fetch_and_refuses_another(
     ours = await open_page(context, app.publish("/cors.html", blank))
     theirs = await open_page(other_context, elsewhere.publish("/cors.html", blank))
     refusals = await CorsErrors.of(other_context, theirs)
-    # A chat shows the image first (a request without Origin); fetching it afterwards must still work.
-    await open_as_the_app_would(ours, "img", url)
+    # A chat shows the image first, then fetches it. An app that does both marks the image
+    # `crossorigin`: a plain <img> response carries no CORS headers, S3 does not answer it with
+    # `Vary: Origin`, and the browser may serve the later fetch() from that cached response.
+    await ours.evaluate(
+        """(url) => new Promise((resolve) => {
+            const img = document.createElement('img');
+            img.crossOrigin = 'anonymous';
+            img.onload = img.onerror = () => resolve();
+            img.src = url;
+            document.body.append(img);
+        })""",
+        url,
+    )
 
     # A simple GET, then one whose custom header makes the browser ask the bucket first (a preflight).
     for headers, verdict in (

@@ -55,7 +55,9 @@ from convex_offload.offload.stats import OffloadStats
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.offload.transaction import Change, Write, WriteResult, WriteTransaction
 from convex_offload.offload.workflows import OffloadingWorkflows
+from convex_offload.store.background_tasks import BackgroundTaskStore
 from convex_offload.store.cache import ConvexServerCache
+from convex_offload.store.channels import ChannelStore
 from convex_offload.store.memory import MemoryStore
 from convex_offload.store.models import (
     DateRange,
@@ -81,10 +83,12 @@ from convex_offload.store.models_background_tasks import (
 )
 from convex_offload.store.models_channels import ChannelConfig, ChannelInstallation
 from convex_offload.store.models_schedules import (
+    UNSET,
     AgentScheduleTarget,
     Schedule,
     ScheduleTrigger,
     ScheduleUpdate,
+    Unset,
     WorkflowScheduleTarget,
 )
 from convex_offload.store.native_vector import ConvexNativeVector, NativeVectorIndex
@@ -96,6 +100,7 @@ from convex_offload.store.om_models import (
     SwapBufferedToActiveResult,
 )
 from convex_offload.store.paging import PerPage
+from convex_offload.store.schedules import ScheduleStore
 from convex_offload.store.scores import ScoreStore
 from convex_offload.store.store import ConvexStore, DomainName
 from convex_offload.store.vectors import ConvexVector, IndexStats, QueryResult
@@ -104,6 +109,7 @@ from convex_offload.store.workflows import WorkflowStore
 __version__ = "0.1.0"
 
 __all__ = [
+    "UNSET",
     "ActivatedChunk",
     "AgentScheduleTarget",
     "AlreadyExistsError",
@@ -111,6 +117,7 @@ __all__ = [
     "AttachmentMissingError",
     "AttachmentPolicyError",
     "BackgroundTask",
+    "BackgroundTaskStore",
     "BlobStore",
     "BlobStoreError",
     "BucketConfig",
@@ -120,6 +127,7 @@ __all__ = [
     "Change",
     "ChannelConfig",
     "ChannelInstallation",
+    "ChannelStore",
     "Checkpoint",
     "ConvexAuthError",
     "ConvexClient",
@@ -185,6 +193,7 @@ __all__ = [
     "S3BlobStore",
     "S3Connection",
     "Schedule",
+    "ScheduleStore",
     "ScheduleTrigger",
     "ScheduleUpdate",
     "Score",
@@ -199,6 +208,7 @@ __all__ = [
     "TaskUpdate",
     "Thread",
     "ThreadsPage",
+    "Unset",
     "UnsupportedManifestError",
     "UploadError",
     "VerifyReport",

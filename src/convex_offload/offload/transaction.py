@@ -184,6 +184,7 @@ class WriteTransaction:
         for refs in owners.values():
             for ref in refs:
                 self.offloader.uploader.remember(ref.ident)
+        self._remember_values(plans)
         await self._step("write:written")
         await self.lifecycle.delete_unreferenced(answer.released)
         return WriteResult(
@@ -318,6 +319,16 @@ class WriteTransaction:
             await self.lifecycle.delete_unreferenced(orphans)
         except ConvexOffloadError as exc:
             logger.warning("could not release the leases of a failed write (gc will): %s", exc)
+
+    def _remember_values(self, plans: Sequence[PlannedTree | None]) -> None:
+        """The payloads just written are the values a read of them restores: cache them, so a read
+        right after the write (the caller's own, or one racing another writer) fetches nothing."""
+        values = self.offloader.restorer.values
+        for plan in plans:
+            for p in plan.offloaded() if plan is not None else ():
+                c = p.candidate
+                text = c.text[c.span[0] : c.span[1]] if c.span is not None else c.text
+                values.put(p.bucket, p.key, c.header, text)
 
     def _object_refs(self, refs: Sequence[Ref], tenant: str | None) -> list[ObjectRef]:
         scope = self.offloader.tenant_scope(tenant)
