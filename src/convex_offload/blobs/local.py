@@ -14,6 +14,7 @@ from pathlib import Path
 from convex_offload.blobs.base import ObjectInfo, check_key
 from convex_offload.config import BucketConfig
 from convex_offload.errors import AttachmentIntegrityError, BucketConfigError
+from convex_offload.signing import signed_url
 
 _META = ".meta.json"
 
@@ -112,9 +113,13 @@ class LocalBlobStore:
         return f"local://{self.name}/{check_key(key)}"
 
     async def access_url(self, key: str, ttl: int) -> str:
-        """A `file://` URL (a folder has no presigning); public URL when configured."""
+        """The public URL when configured; a signed URL valid `ttl` seconds when the folder is
+        served (`serve_url`, by `convex-offload dev`); else a `file://` URL (no web page loads it)."""
         if self.config.public_base_url:
             return await self.reference_url(key)
+        if self.config.serve_url is not None and self.config.signing_key is not None:
+            secret = self.config.signing_key.get_secret_value()
+            return signed_url(self.config.serve_url, self.name, check_key(key), secret=secret, ttl=ttl)
         return self._path(key).as_uri()
 
     async def aclose(self) -> None:
