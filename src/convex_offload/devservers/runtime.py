@@ -179,7 +179,7 @@ def _build(folder: Path, npm: str, progress: Callable[[str], None]) -> None:
 
 
 def _npm_ci(npm: str, cwd: Path, progress: Callable[[str], None]) -> None:
-    command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=warn", "--omit=dev"]
+    command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error", "--omit=dev"]
     env = {**os.environ, "npm_config_update_notifier": "false"}
     tail: list[str] = []
     try:
