@@ -414,9 +414,9 @@ def dev(
     tests, then runs until Ctrl-C or SIGTERM. Local buckets get signed, expiring URLs, so the
     "urls" restore mode works in a browser. Data lives in memory and is gone when it stops.
     """
-    from convex_offload.devservers.dev import dev_servers, wait_until_stopped
+    from convex_offload.devservers.dev import dev_servers, stop_requests, wait_until_stopped
 
-    with _reporting_errors(as_json):
+    with _reporting_errors(as_json), stop_requests() as stop:
         config = OffloadConfig.load(config_path) if config_path is not None else None
         with dev_servers(
             functions_dir,
@@ -434,7 +434,7 @@ def dev(
                     sys.stdout.write(f"{key}={value}\n")
                 sys.stdout.flush()
                 _note(f"serving {functions_dir} at {servers.convex.url}; Ctrl-C stops")
-            code = wait_until_stopped(servers)
+            code = wait_until_stopped(servers, stop)
         if code:
             raise DevToolsError(f"the local Convex server stopped by itself (exit {code})")
         _note("stopped")

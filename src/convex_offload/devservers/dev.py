@@ -75,6 +75,8 @@ def dev_servers(
     called `attachments`). Raises `DevToolsError` / `LocalStackError` if something cannot start.
     """
     functions = check_functions_dir(functions)
+    if s3:
+        _check_localstack()
     prepare_runtime(progress=progress)
     local = {
         name: bucket.path
@@ -106,10 +108,26 @@ def dev_servers(
         yield DevServers(convex=convex, buckets=bucket_server, env=env)
 
 
-def _start_localstack(stack: contextlib.ExitStack, config: OffloadConfig | None) -> dict[str, str]:
-    from convex_offload.devservers.localstack import LocalStack, find_localstack_dir
+def _check_localstack() -> None:
+    """`DevToolsError` unless LocalStack is installed (its own venv, by `localstack/install.sh`)."""
+    from convex_offload.devservers.localstack import LocalStackError, find_localstack_dir
 
-    find_localstack_dir()  # a clear "not installed" before anything starts
+    try:
+        folder = find_localstack_dir()
+    except LocalStackError:
+        folder = None
+    if folder is None or not (folder / ".venv" / ".installed").is_file():
+        raise DevToolsError(
+            "--s3 needs LocalStack, which is not installed"
+            + (f" in {folder}" if folder is not None else "")
+            + ": in a convex-offload checkout run `make setup` (or `bash localstack/install.sh`), "
+            "or set CONVEX_OFFLOAD_LOCALSTACK_DIR"
+        )
+
+
+def _start_localstack(stack: contextlib.ExitStack, config: OffloadConfig | None) -> dict[str, str]:
+    from convex_offload.devservers.localstack import LocalStack
+
     buckets = config.buckets if config is not None else {}
     names = [b.bucket for b in buckets.values() if b.provider == "s3" and b.bucket] or [DEFAULT_S3_BUCKET]
     localstack = stack.enter_context(LocalStack(buckets=names))
@@ -126,8 +144,12 @@ def _start_localstack(stack: contextlib.ExitStack, config: OffloadConfig | None)
     return env
 
 
-def wait_until_stopped(servers: DevServers, *, poll: float = 0.5) -> int:
-    """Block until SIGINT or SIGTERM (0) or until the local Convex server dies (its exit code, or 1)."""
+@contextlib.contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """An event that SIGINT or SIGTERM sets while inside (the previous handlers come back after).
+
+    Entered before the servers start, so a signal that arrives while they start is not lost.
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -135,11 +157,16 @@ def wait_until_stopped(servers: DevServers, *, poll: float = 0.5) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(poll):
-            code = servers.convex_exited()
-            if code is not None:
-                return code or 1
-        return 0
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def wait_until_stopped(servers: DevServers, stop: threading.Event, *, poll: float = 0.5) -> int:
+    """Block until `stop` is set (0) or the local Convex server dies (its exit code, or 1)."""
+    while not stop.wait(poll):
+        code = servers.convex_exited()
+        if code is not None:
+            return code or 1
+    return 0
