@@ -27,13 +27,13 @@ from PIL import Image
 from convex_offload.blobs.factory import open_bucket, s3_connection
 from convex_offload.blobs.s3 import make_client
 from convex_offload.config import BucketConfig, OffloadConfig
-from convex_offload.devservers.faultproxy import FaultProxy
 from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.devservers.localstack import LocalStack
 from convex_offload.offload.offloader import Offloader
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.store.models import Message
 from convex_offload.store.store import ConvexStore
+from testkit.faultproxy import FaultProxy
 
 KB = 1000
 MB = 1000 * 1000

@@ -34,7 +34,7 @@ from convex_offload.store.store import ConvexStore
 from media import b64, data_url, image_bytes
 
 CLI = str(Path(sys.executable).with_name("convex-offload"))
-COMMANDS = ("demo", "migrate", "gc", "verify", "stats", "doctor")
+COMMANDS = ("demo", "init", "dev", "migrate", "gc", "verify", "stats", "doctor")
 
 
 def render_toml(top: dict[str, Any], buckets: dict[str, dict[str, Any]]) -> str:
@@ -193,7 +193,7 @@ def test_each_command_help_has_options_and_examples(command: str) -> None:
         [CLI, command, "--help"], capture_output=True, text=True, check=True, env=clean_env()
     )
     assert "--json" in done.stdout
-    assert ("--config" in done.stdout) is (command != "demo")
+    assert ("--config" in done.stdout) is (command not in ("demo", "init"))
     assert "Examples:" in done.stdout
     examples = done.stdout.split("Examples:")[1]
     assert f"\n   convex-offload {command}" in examples, "examples are listed, indented"

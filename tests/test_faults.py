@@ -20,7 +20,6 @@ import pytest
 
 from conftest import s3_bucket
 from convex_offload.config import OffloadConfig
-from convex_offload.devservers.faultproxy import INTERNAL_ERROR, FaultProxy, Request
 from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.devservers.localstack import LocalStack
 from convex_offload.errors import ConvexFunctionError, ConvexTransportError, UploadError
@@ -29,6 +28,7 @@ from convex_offload.offload.store import OffloadingStore
 from convex_offload.store.models import Message
 from convex_offload.store.store import ConvexStore
 from media import b64, image_bytes
+from testkit.faultproxy import INTERNAL_ERROR, FaultProxy, Request
 
 
 def is_put(request: Request) -> bool:

@@ -16,7 +16,6 @@ from typing import Any
 from conftest import s3_bucket
 from convex_offload.config import OffloadConfig
 from convex_offload.convex.values import dumps
-from convex_offload.devservers.faultproxy import INTERNAL_ERROR, SLOW_DOWN, Fault, FaultProxy
 from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.devservers.localstack import LocalStack
 from convex_offload.errors import ConvexOffloadError
@@ -24,6 +23,7 @@ from convex_offload.offload.operations import verify
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.store.models import Message, MessageUpdate, Thread
 from media import b64, data_url, image_bytes
+from testkit.faultproxy import INTERNAL_ERROR, SLOW_DOWN, Fault, FaultProxy
 
 OPERATIONS = int(os.environ.get("CONVEX_OFFLOAD_SOAK_OPS", "400"))
 SEED = int(os.environ.get("CONVEX_OFFLOAD_SOAK_SEED", "20261124"))

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from convex_offload.config import OffloadConfig
-from convex_offload.errors import BucketConfigError, ConvexOffloadError
+from convex_offload.errors import BucketConfigError, ConvexOffloadError, DevToolsError, ProjectSetupError
 
 if TYPE_CHECKING:
     from convex_offload.offload.store import OffloadingStore
@@ -40,6 +40,8 @@ app = typer.Typer(
     epilog=(
         "Examples:\n\n"
         "  convex-offload demo\n"
+        "  convex-offload init ./my-app\n"
+        "  convex-offload dev --dir ./my-app/convex\n"
         "  convex-offload doctor -c convex-offload.toml\n"
         "  convex-offload migrate --dry-run -c convex-offload.toml\n"
         "  convex-offload verify --deep --json -c convex-offload.toml\n"
@@ -56,11 +58,24 @@ errors = Console(stderr=True, highlight=False)
 T = TypeVar("T")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from convex_offload import __version__
+
+        console.print(f"convex-offload {__version__}", highlight=False)
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Keep Mastra conversations in Convex small: attachments go to S3, R2, Convex files or a folder.
 
-    Every command but demo reads a TOML file (-c/--config) and the environment (CONVEX_URL,
+    Every command but demo, init and dev reads a TOML file (-c/--config) and the environment (CONVEX_URL,
     CONVEX_ADMIN_KEY, CONVEX_OFFLOAD_*). Exit codes: 0 all is well, 1 problems found, 2 usage or
     configuration error. --json prints one JSON document for scripts.
     """
@@ -100,7 +115,8 @@ def _emit_line(document: Any) -> None:
 
 
 def _fail(code: int, label: str, exc: Exception, as_json: bool) -> NoReturn:
-    message = str(exc) if isinstance(exc, BucketConfigError) else f"{type(exc).__name__}: {exc}"
+    plain = isinstance(exc, BucketConfigError | DevToolsError | ProjectSetupError)
+    message = _one_line(str(exc)) if plain else f"{type(exc).__name__}: {exc}"
     errors.print(f"[red]{label}:[/red] {escape(message)}", markup=True, soft_wrap=True)
     if as_json:  # one line, so it also ends a --progress-lines stream
         _emit_line({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}})
@@ -113,12 +129,24 @@ def _reporting_errors(as_json: bool) -> Iterator[None]:
 
     The library's errors never carry secrets, so their messages are safe to print.
     """
+    from convex_offload.devservers.localstack import LocalStackError
+
     try:
         yield
     except BucketConfigError as exc:
         _fail(EXIT_USAGE, "configuration error", exc, as_json)
+    except (DevToolsError, ProjectSetupError) as exc:
+        _fail(EXIT_USAGE, "cannot run", exc, as_json)
+    except LocalStackError as exc:
+        _fail(EXIT_USAGE, "cannot run", DevToolsError(_one_line(str(exc))), as_json)
     except ConvexOffloadError as exc:
         _fail(EXIT_PROBLEMS, "error", exc, as_json)
+
+
+def _one_line(text: str) -> str:
+    """The first line of a message (long server logs stay out of a one-line reason)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else text
 
 
 def _config(path: Path | None) -> OffloadConfig:
@@ -205,6 +233,11 @@ def _facts(title: str, rows: list[tuple[str, str]]) -> Table:
     return view
 
 
+def _note(line: str) -> None:
+    """A progress line for the user, on stderr (stdout stays for results and JSON)."""
+    errors.print(escape(line), style="dim", soft_wrap=True)
+
+
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -231,9 +264,12 @@ def demo(
     """
     from convex_offload.demo import run_demo
     from convex_offload.devservers.local_convex import LocalConvex
+    from convex_offload.devservers.runtime import prepare_runtime
 
-    with _reporting_errors(as_json), LocalConvex() as server:
-        result = asyncio.run(run_demo(server.url, server.admin_key, keep))
+    with _reporting_errors(as_json):
+        ready = prepare_runtime(progress=_note)
+        with LocalConvex(functions=ready.functions) as server:
+            result = asyncio.run(run_demo(server.url, server.admin_key, keep))
     if as_json:
         _emit_json(
             {
@@ -269,6 +305,140 @@ def demo(
             "(every message was saved twice, as Mastra re-saves history)."
         )
     raise typer.Exit(EXIT_OK if result.ok else EXIT_PROBLEMS)
+
+
+@app.command(
+    name="init",
+    epilog=_examples(
+        "convex-offload init",
+        "convex-offload init ./my-app --dry-run",
+        "convex-offload init ./my-app --force --json",
+        note="Then: npm install (or npm ci), npx convex deploy; convex-offload dev for local work. "
+        "Exit 1 if package.json needs a change, 2 if files would be overwritten without --force.",
+    ),
+)
+def init_project(
+    directory: Annotated[
+        Path, typer.Argument(metavar="[DIR]", help="The Convex project (where package.json is).")
+    ] = Path(),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; write nothing.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files that exist with other contents.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Put convex-offload's Convex functions into a project's convex/ folder.
+
+    A new convex/ gets the whole folder (and package.json + package-lock.json when the project
+    has none); an existing one gets offload/ and mastra/*.ts, and the tables its schema.ts lacks
+    are printed, never written. Also checks package.json's @mastra/convex, @mastra/core and
+    convex versions against the ones this release supports.
+    """
+    from convex_offload.project import apply_init, plan_init
+
+    with _reporting_errors(as_json):
+        plan = plan_init(directory, force=force)
+        if not dry_run:
+            apply_init(plan)
+        elif plan.conflicts:
+            listed = ", ".join(step.path for step in plan.conflicts[:5])
+            raise ProjectSetupError(
+                f"{len(plan.conflicts)} file(s) exist with other contents: {listed} (--force overwrites them)"
+            )
+    problems = plan.version_problems
+    if as_json:
+        _emit_json({"ok": not problems, "dry_run": dry_run, **plan.to_json()})
+        raise typer.Exit(EXIT_PROBLEMS if problems else EXIT_OK)
+    where = f"{plan.functions_dir}/ ({'new' if plan.new_folder else 'existing'} folder)"
+    console.print(f"{'init, dry run: nothing written' if dry_run else 'init'}: {plan.project} → {where}")
+    for step in plan.steps:
+        verb = "CONFLICT" if step.action == "conflict" else step.action
+        shown = verb if not dry_run or step.action in ("unchanged", "conflict") else f"would {verb}"
+        console.print(f"  {shown:<16} {step.path}", highlight=False)
+    if plan.schema is not None:
+        if plan.schema.missing_tables:
+            console.print()
+            console.print(plan.schema.text, highlight=False, markup=False)
+        else:
+            console.print(f"{plan.schema.path} already has every table convex-offload needs")
+    for check in plan.versions:
+        colour = {"ok": "green", "wider": "yellow", "unsupported": "red", "missing": "red"}[check.status]
+        console.print(f"[{colour}]{check.status}[/{colour}] {escape(check.advice)}", soft_wrap=True)
+    console.print("next: npm install, then npx convex deploy; for local work: convex-offload dev")
+    raise typer.Exit(EXIT_PROBLEMS if problems else EXIT_OK)
+
+
+@app.command(
+    epilog=_examples(
+        "convex-offload dev",
+        "convex-offload dev --dir ./convex --port 3210 > .env.local",
+        "convex-offload dev -c convex-offload.toml --s3",
+        note="stdout is KEY=value lines (a .env file); notes go to stderr. Ctrl-C or SIGTERM stops it.",
+    )
+)
+def dev(
+    functions_dir: Annotated[
+        Path, typer.Option("--dir", metavar="<dir>", help="Your Convex functions folder.")
+    ] = Path("convex"),
+    port: Annotated[
+        int, typer.Option("--port", metavar="<n>", min=0, max=65535, help="Convex's port (0: a free one).")
+    ] = 0,
+    bucket_dir: Annotated[
+        Path,
+        typer.Option("--bucket-dir", metavar="<dir>", help="Folder of the local bucket (without -c)."),
+    ] = Path(".convex-offload/bucket"),
+    bucket_port: Annotated[
+        int,
+        typer.Option(
+            "--bucket-port", metavar="<n>", min=0, max=65535, help="The bucket server's port (0: a free one)."
+        ),
+    ] = 0,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="<file>",
+            dir_okay=False,
+            help="Serve this config's local buckets (with --s3 also its s3 buckets), not --bucket-dir.",
+        ),
+    ] = None,
+    s3: Annotated[
+        bool, typer.Option("--s3", help="Also start LocalStack S3 with the buckets (needs LocalStack).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a local Convex server on your own convex/ folder, and serve local buckets over HTTP.
+
+    Prints CONVEX_URL, CONVEX_ADMIN_KEY and CONVEX_OFFLOAD_BUCKETS__* lines for your app and its
+    tests, then runs until Ctrl-C or SIGTERM. Local buckets get signed, expiring URLs, so the
+    "urls" restore mode works in a browser. Data lives in memory and is gone when it stops.
+    """
+    from convex_offload.devservers.dev import dev_servers, stop_requests, wait_until_stopped
+
+    with _reporting_errors(as_json), stop_requests() as stop:
+        config = OffloadConfig.load(config_path) if config_path is not None else None
+        with dev_servers(
+            functions_dir,
+            port=port,
+            bucket_dir=bucket_dir,
+            bucket_port=bucket_port,
+            config=config,
+            s3=s3,
+            progress=_note,
+        ) as servers:
+            if as_json:
+                _emit_line({"ok": True, "event": "ready", "env": servers.env})
+            else:
+                for key, value in servers.env.items():
+                    sys.stdout.write(f"{key}={value}\n")
+                sys.stdout.flush()
+                _note(f"serving {functions_dir} at {servers.convex.url}; Ctrl-C stops")
+            code = wait_until_stopped(servers, stop)
+        if code:
+            raise DevToolsError(f"the local Convex server stopped by itself (exit {code})")
+        _note("stopped")
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command(
@@ -648,9 +818,15 @@ def main() -> None:
     # Retries and similar warnings go to stderr, one plain line each.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        app()
+        app(prog_name="convex-offload")
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)
     except BucketConfigError as exc:  # raised outside a command's own reporting
         errors.print(f"[red]configuration error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+        sys.exit(EXIT_USAGE)
+    except (DevToolsError, ProjectSetupError) as exc:
+        errors.print(f"[red]cannot run:[/red] {escape(_one_line(str(exc)))}", markup=True, soft_wrap=True)
         sys.exit(EXIT_USAGE)
     except ConvexOffloadError as exc:
         errors.print(

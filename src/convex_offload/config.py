@@ -38,6 +38,7 @@ Provider = Literal["s3", "r2", "convex", "local", "memory"]
 MAX_PRESIGN_TTL = 7 * 24 * 3600
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9._-]+/)*$")
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")
+_SERVE_URL = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
 _TOML_FILE: ContextVar[Path | None] = ContextVar("convex_offload_toml_file", default=None)
 
 
@@ -78,6 +79,14 @@ class BucketConfig(BaseModel):
     active_content: Literal["attachment", "refuse"] = Field(
         "attachment", description="HTML/SVG/JS: stored with Content-Disposition: attachment, or refused."
     )
+    serve_url: str | None = Field(
+        None,
+        description="A local bucket served over HTTP (`convex-offload dev`): its base URL; access "
+        "URLs are then signed and expire after presign_ttl. Needs `signing_key`.",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="The HMAC-SHA256 key signing a served local bucket's URLs (at least 16 chars)."
+    )
 
     @field_validator("cors_origins")
     @classmethod
@@ -104,6 +113,15 @@ class BucketConfig(BaseModel):
             raise ValueError(f"`prefix` {self.prefix!r} must be empty or path segments each ending with '/'")
         if self.public_base_url is not None and not self.public_base_url.startswith(("https://", "http://")):
             raise ValueError("`public_base_url` must be an http(s) URL")
+        if self.serve_url is not None:
+            if self.provider != "local":
+                raise ValueError("`serve_url` is for local buckets (others have their own URLs)")
+            if not _SERVE_URL.match(self.serve_url):
+                raise ValueError("`serve_url` must be an http(s) URL like http://127.0.0.1:8788/b/<bucket>")
+            if self.signing_key is None:
+                raise ValueError("`serve_url` needs `signing_key` (served URLs are signed)")
+        if self.signing_key is not None and len(self.signing_key.get_secret_value()) < 16:
+            raise ValueError("`signing_key` must be at least 16 characters")
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ValueError("`access_key_id` and `secret_access_key` go together")
         return self

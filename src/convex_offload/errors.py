@@ -215,3 +215,18 @@ class MissingDependencyError(ConvexOffloadError, ImportError):
 
 class HistoryConflictError(InvalidInputError):
     """An agent history that does not start with the messages its thread already holds."""
+
+
+# --- Development tools (the command line's init, demo and dev) --------------------------------
+
+
+class DevToolsError(ConvexOffloadError, RuntimeError):
+    """A local development tool could not be set up or started (Node.js, npm, a local server)."""
+
+
+class ToolMissingError(DevToolsError):
+    """A program the command needs (node, npm) is missing or too old; the message says which."""
+
+
+class ProjectSetupError(ConvexOffloadError):
+    """`init` cannot put the Convex functions into the project as asked; nothing was written."""

@@ -52,7 +52,13 @@ def _convex(name: str, config: BucketConfig, convex: ConvexClient | None, _max_w
 def _local(name: str, config: BucketConfig, _convex: ConvexClient | None, _max_workers: int) -> BlobStore:
     if config.path is None:
         raise BucketConfigError(f"buckets.{name}.path: a local bucket needs a folder")
-    return LocalBlobStore(name, config.path, public_base_url=config.public_base_url)
+    return LocalBlobStore(
+        name,
+        config.path,
+        public_base_url=config.public_base_url,
+        serve_url=config.serve_url,
+        signing_key=config.signing_key,
+    )
 
 
 def _memory(name: str, config: BucketConfig, _convex: ConvexClient | None, _max_workers: int) -> BlobStore:

@@ -12,8 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import SecretStr
+
 from convex_offload.blobs.base import ObjectInfo, check_key, public_url
 from convex_offload.errors import AttachmentIntegrityError, BlobStoreError
+from convex_offload.signing import signed_url
 
 _META = ".meta.json"
 T = TypeVar("T")
@@ -23,10 +26,19 @@ class LocalBlobStore:
     """Objects as files under `path`; each has a `<key>.meta.json` beside it."""
 
     def __init__(
-        self, name: str, path: str | os.PathLike[str], *, public_base_url: str | None = None
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        public_base_url: str | None = None,
+        serve_url: str | None = None,
+        signing_key: SecretStr | None = None,
     ) -> None:
         self.name = name
         self.public_base_url = public_base_url
+        self.serve_url = serve_url
+        """Where `convex-offload dev` serves this folder (access URLs are then signed HTTP URLs)."""
+        self.signing_key = signing_key
         self.root = Path(path).resolve()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -119,9 +131,13 @@ class LocalBlobStore:
         return f"local://{self.name}/{check_key(key)}"
 
     async def access_url(self, key: str, ttl: int) -> str:
-        """A `file://` URL (a folder has no presigning); public URL when configured."""
+        """The public URL when configured; a signed URL valid `ttl` seconds when the folder is
+        served (`serve_url`, by `convex-offload dev`); else a `file://` URL (no web page loads it)."""
         if self.public_base_url:
             return public_url(self.public_base_url, key)
+        if self.serve_url is not None and self.signing_key is not None:
+            secret = self.signing_key.get_secret_value()
+            return signed_url(self.serve_url, self.name, check_key(key), secret=secret, ttl=ttl)
         return self._path(key).as_uri()
 
     async def _run(self, operation: str, key: str, fn: Callable[..., T], /, *args: Any) -> T:

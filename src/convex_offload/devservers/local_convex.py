@@ -3,9 +3,10 @@
     with LocalConvex() as server:
         store = ConvexStore(server.url, server.admin_key)
 
-The server runs the repository's real `convex/` folder through convex-test behind Convex's HTTP
-API (see `localconvex/README.md`). The admin key is random per instance, passed to the server
-through its environment, and never printed or shown in reprs. POSIX only.
+The server runs this package's real `convex/` folder (or a project's own, `functions=`) through
+convex-test behind Convex's HTTP API (see `localconvex/README.md`). The admin key is random per
+instance, passed to the server through its environment, and never printed or shown in reprs.
+POSIX only.
 """
 
 from __future__ import annotations
@@ -24,52 +25,58 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from convex_offload.devservers import runtime
+from convex_offload.errors import DevToolsError
+
 SERVER_DIR_ENV = "CONVEX_OFFLOAD_LOCALCONVEX_DIR"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 _MAX_READY_LINE = 4096
 
 
-class LocalConvexError(RuntimeError):
+class LocalConvexError(DevToolsError):
     """The local Convex server could not be found or started."""
 
 
 def find_server_script(server_dir: str | os.PathLike[str] | None = None) -> Path:
-    """`server.mjs` of `localconvex/`: in `server_dir`, else `$CONVEX_OFFLOAD_LOCALCONVEX_DIR`, else
-    the nearest `localconvex/` above the current directory or above this module."""
-    if server_dir is not None:
-        candidates = [Path(server_dir)]
-    elif os.environ.get(SERVER_DIR_ENV):
-        candidates = [Path(os.environ[SERVER_DIR_ENV])]
-    else:
-        starts = [Path.cwd().resolve(), Path(__file__).resolve().parent]
-        candidates = [d / "localconvex" for start in starts for d in (start, *start.parents)]
-    for directory in candidates:
+    """`server.mjs` of the local Convex server: in `server_dir`, else `$CONVEX_OFFLOAD_LOCALCONVEX_DIR`,
+    else the source checkout's or this version's prepared runtime (`devservers.runtime`)."""
+    if server_dir is not None or os.environ.get(SERVER_DIR_ENV):
+        directory = Path(server_dir if server_dir is not None else os.environ[SERVER_DIR_ENV])
         script = directory / "server.mjs"
         if script.is_file():
             return script
-    raise LocalConvexError(
-        f"cannot find localconvex/server.mjs (looked in {', '.join(str(c) for c in candidates[:3])}...): "
-        f"run from the convex-offload repository or set {SERVER_DIR_ENV}"
-    )
+        raise LocalConvexError(f"there is no server.mjs in {directory}")
+    prepared = runtime.prepared_runtime()
+    if prepared is None:
+        raise LocalConvexError(
+            "the local Convex server's npm packages are not installed yet: run `convex-offload demo` once "
+            "(or call convex_offload.devservers.runtime.prepare_runtime())"
+        )
+    return prepared.server_script
 
 
 class LocalConvex:
     """One local Convex server on 127.0.0.1, as a sync context manager.
 
+    `functions` is the Convex functions folder to serve (default: this package's own).
     `extra_functions` mounts a folder of test-only Convex modules under `test_fixtures/`
     (`test_fixtures/errors:refuse` is `errors.ts`'s `refuse`). `port` 0 picks a free port.
+    Without `server_dir`, `start()` installs the server's npm packages first if this is their
+    first use (see `devservers.runtime`).
     """
 
     def __init__(
         self,
         server_dir: str | os.PathLike[str] | None = None,
         *,
+        functions: str | os.PathLike[str] | None = None,
         extra_functions: str | os.PathLike[str] | None = None,
         port: int = 0,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
-        self.script = find_server_script(server_dir)
+        self.server_dir = server_dir
+        self.functions = Path(functions).resolve() if functions is not None else None
         self.extra_functions = Path(extra_functions).resolve() if extra_functions is not None else None
         self.port = port
         self.start_timeout = start_timeout
@@ -95,16 +102,26 @@ class LocalConvex:
         """The server's process id while it runs."""
         return self._proc.pid if self._proc is not None else None
 
+    def exit_code(self) -> int | None:
+        """The server's exit code if it stopped by itself, else None (running, or never started)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> Self:
         """Start the server and return once it listens; raise LocalConvexError if it cannot."""
         if self._proc is not None:
             raise LocalConvexError("the local Convex server is already running")
+        if self.server_dir is not None or os.environ.get(SERVER_DIR_ENV):
+            script = find_server_script(self.server_dir)
+        else:
+            script = runtime.prepare_runtime().server_script
         node = shutil.which("node")
         if node is None:
             raise LocalConvexError("node is not on PATH")
         self._dir = Path(tempfile.mkdtemp(prefix="localconvex-"))
         self.log_path = self._dir / "server.log"
-        command = [node, str(self.script), "--port", str(self.port), "--exit-on-stdin-close"]
+        command = [node, str(script), "--port", str(self.port), "--exit-on-stdin-close"]
+        if self.functions is not None:
+            command += ["--functions", str(self.functions)]
         if self.extra_functions is not None:
             command += ["--extra-functions", str(self.extra_functions)]
         env = {**os.environ, "CONVEX_ADMIN_KEY": self._admin_key}

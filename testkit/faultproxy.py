@@ -186,7 +186,7 @@ class FaultProxy:
             Fault("reset", after_bytes=0),
         ]
         with self._lock:
-            self._random = (probability, random.Random(seed), choices) if probability > 0 else None  # noqa: S311
+            self._random = (probability, random.Random(seed), choices) if probability > 0 else None
 
     def clear(self) -> None:
         """Forget every pending fault (random mode included)."""
