@@ -278,12 +278,13 @@ def test_two_kinds_cannot_share_a_name_or_a_table() -> None:
         kinds.named("gadget")
 
 
-def test_the_default_kinds_are_the_four_mastra_tables() -> None:
+def test_the_default_kinds_are_the_mastra_tables_that_can_hold_attachments() -> None:
     kinds = RecordKinds.default()
     assert [(k.name, k.table, k.storage.table) for k in kinds] == [
         ("message", "mastra_messages", "mastra_messages"),
         ("thread", "mastra_threads", "mastra_threads"),
         ("resource", "mastra_resources", "mastra_resources"),
         ("workflow run", "mastra_workflow_snapshot", "mastra_workflow_snapshots"),
+        ("background task", "mastra_background_tasks", "mastra_background_tasks"),
     ]
     assert "b64_json" in kinds.wire()["bytesFields"]

@@ -14,10 +14,11 @@ export const catalog = v.object({
       id: v.string(),
       tenant: v.string(),
       fields: v.record(v.string(), v.union(v.literal("json"), v.literal("value"))),
-      manifest: v.array(v.string()),
+      // Absent: each scanned field is a part with its own manifest (see `parts`).
+      manifest: v.optional(v.array(v.string())),
       parts: v.optional(v.object({ name: v.string(), under: v.array(v.string()) })),
       merge: v.union(v.literal("shallow"), v.literal("replace")),
-      guard: v.string(),
+      guard: v.union(v.string(), v.array(v.string())),
     }),
   ),
   bytesFields: v.array(v.string()),
@@ -130,7 +131,7 @@ export function recordRefs(cat: Catalog, kind: Kind, doc: Json): { id: string; o
   const { id, record } = recordOf(kind, doc);
   const owner = `${kind.table}:${id}`;
   const { texts, tree } = scanned(cat, kind, record);
-  const owners: OwnerRefs[] = [{ owner, refs: refsOf(cat, at(tree, kind.manifest)) }];
+  const owners: OwnerRefs[] = [{ owner, refs: kind.manifest ? refsOf(cat, at(tree, kind.manifest)) : [] }];
   if (kind.parts) {
     const under = at(tree, kind.parts.under);
     if (under && typeof under === "object" && !Array.isArray(under)) {

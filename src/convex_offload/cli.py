@@ -469,7 +469,7 @@ def migrate(
             "--table",
             metavar="<table>",
             help="Only this table (repeatable): mastra_messages, mastra_threads, mastra_resources, "
-            "mastra_workflow_snapshots. Default: all.",
+            "mastra_workflow_snapshots, mastra_background_tasks. Default: all.",
         ),
     ] = None,
     page_size: Annotated[

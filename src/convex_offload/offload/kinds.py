@@ -11,12 +11,13 @@ and Convex always read the same description. A kind says:
 - `id` and `tenant`: the record's id field and the field whose value scopes object keys;
 - `fields`: the fields that hold JSON worth scanning (`json`: a JSON string; `value`: the value
   itself). With one field the tree is that field's value, with several an object of them;
-- `manifest`: where in the tree the manifest lives (its holder object);
+- `manifest`: where in the tree the manifest lives (its holder object); `null` when each scanned
+  field is a part of its own (`parts` with `under: []`: a background task's args and result);
 - `parts` (optional): objects under a path of the tree that carry manifests of their own and are
   owned separately (`<owner>/<name>/<key>`: a workflow run's step results);
 - `merge`: how an update combines with the stored record (`shallow`: top-level keys replaced, the
   manifest's holder merged one level deeper; `replace`: the update is the whole tree);
-- `guard`: the field migrate compares before rewriting a record (compare-and-swap).
+- `guard`: the field (or fields) migrate compares before rewriting a record (compare-and-swap).
 
 Offloading for a new table is one entry: `RecordKinds.default().with_kind(RecordKind(...))`.
 """
@@ -50,12 +51,13 @@ class Storage(BaseModel):
 
 
 class Parts(BaseModel):
-    """Objects under `under` (each key a part) carrying manifests of their own."""
+    """Objects under `under` (each key a part) carrying manifests of their own; with `under` empty
+    the parts are the kind's fields themselves (each JSON field its own manifest and owner)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    under: tuple[str, ...] = Field(min_length=1)
+    under: tuple[str, ...] = ()
 
 
 class RecordKind(BaseModel):
@@ -69,15 +71,22 @@ class RecordKind(BaseModel):
     id_field: Literal["id"] = Field("id", alias="id")
     tenant: str = Field(min_length=1)
     fields: dict[str, FieldEncoding] = Field(min_length=1)
-    manifest: tuple[str, ...] = ()
+    manifest: tuple[str, ...] | None = ()
     parts: Parts | None = None
     merge: Literal["shallow", "replace"] = "shallow"
-    guard: str = Field(min_length=1)
+    guard: str | tuple[str, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.storage.layout == "documents" and self.storage.table != "mastra_documents":
             raise ValueError("the `documents` layout is the `mastra_documents` table")
+        if self.manifest is None:
+            if self.parts is None or self.parts.under:
+                raise ValueError(
+                    "`manifest: null` means each field is a part with its own manifest: it needs "
+                    '`parts` with `"under": []`'
+                )
+            return self
         if len(self.fields) > 1 and (not self.manifest or self.manifest[0] not in self.fields):
             raise ValueError(
                 "with several fields the tree is an object of them: `manifest` must start with one "
@@ -89,8 +98,18 @@ class RecordKind(BaseModel):
 
     @property
     def holder(self) -> tuple[str, ...]:
-        """The path of the manifest's holder inside the tree."""
-        return self.manifest
+        """The path of the manifest's holder inside the tree (`()` for a kind of per-field parts)."""
+        return self.manifest or ()
+
+    @property
+    def per_field(self) -> bool:
+        """Whether each scanned field is a part of its own (no manifest for the whole record)."""
+        return self.manifest is None
+
+    @property
+    def guards(self) -> tuple[str, ...]:
+        """The fields migrate compares before rewriting a record."""
+        return (self.guard,) if isinstance(self.guard, str) else self.guard
 
     def owner(self, record_id: str) -> str:
         """The owner id of a record's references: `<table>:<id>`."""
@@ -133,6 +152,17 @@ class RecordKind(BaseModel):
         for field, encoding in self.fields.items():
             if isinstance(tree, dict) and field in tree:
                 out[field] = _encode(tree[field], encoding)
+        return out
+
+    def field_tree(self, row: Mapping[str, Any], field: str) -> Any:
+        """The JSON tree one scanned field of a row holds (a part, for a per-field kind)."""
+        return _decode(row.get(field), self.fields[field])
+
+    def with_fields(self, row: Mapping[str, Any], trees: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of `row` with these scanned fields set from their trees (encoded as stored)."""
+        out = dict(row)
+        for field, tree in trees.items():
+            out[field] = None if tree is None else _encode(tree, self.fields[field])
         return out
 
     def part_trees(self, tree: Any) -> dict[str, Any]:

@@ -44,14 +44,20 @@ from convex_offload.store.models import (
     Thread,
     ThreadsPage,
 )
+from convex_offload.store.observational_memory import ObservationalMemoryStore
 from convex_offload.store.paging import PerPage, message_list
 
 
-class OffloadingMemory:
-    """`MemoryStore` with message content, thread metadata and resource working memory offloaded."""
+class OffloadingMemory(ObservationalMemoryStore):
+    """`MemoryStore` with message content, thread metadata and resource working memory offloaded.
+
+    The observational-memory methods are `MemoryStore`'s own: observations are text the model
+    writes about messages (never the messages' parts), so there is nothing there to offload.
+    """
 
     def __init__(self, inner: MemoryStore, road: Road) -> None:
         self.inner = inner
+        self.db = inner.db
         self._road = road
         self._messages = road.kind("message")
         self._threads = road.kind("thread")

@@ -26,7 +26,7 @@ from convex_offload.offload.kinds import RecordKind
 from convex_offload.offload.merge import Outcome
 from convex_offload.offload.registry import Guard
 from convex_offload.offload.store import OffloadingStore
-from convex_offload.offload.transaction import Change, Write
+from convex_offload.offload.transaction import Write, stored_row, whole_record
 from convex_offload.store.db import insert_request
 
 Progress = Callable[[str, int, int], None]
@@ -305,14 +305,20 @@ async def _migrate_record(
         row = await store.store.db.load(kind.table, {"id": record_id})
         if row is None:
             return
-        tree, tenant = kind.tree_of(row), kind.tenant_of(row)
-        if not isinstance(tree, dict):
+        plain = {k: v for k, v in row.items() if not k.startswith("_")}
+        changes = [c for c in whole_record(kind, record_id, plain, where=where) if isinstance(c.tree, dict)]
+        if not changes:
             report.unchanged += 1
             return
-        plain = {k: v for k, v in row.items() if not k.startswith("_")}
         before = document_size(plain)
         if dry_run:
-            offloaded = store.offloader.plan(tree, holder=kind.holder, tenant=tenant, where=where).offloaded()
+            offloaded = [
+                p
+                for c in changes
+                for p in store.offloader.plan(
+                    c.tree, holder=c.holder, tenant=c.tenant, where=where
+                ).offloaded()
+            ]
             if not offloaded:
                 report.unchanged += 1
                 return
@@ -324,17 +330,11 @@ async def _migrate_record(
         written_rows: list[dict[str, Any]] = []
 
         def requests(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-            written_rows.append(kind.with_tree(plain, outcomes[0].tree))
+            written_rows.append(stored_row(kind, plain, changes, outcomes))
             return [insert_request(kind.table, written_rows[0])]
 
-        result = await store.transaction.run(
-            Write(
-                [Change(kind, record_id, tree, tenant, where=where)],
-                requests,
-                guards=[Guard(kind.table, record_id, kind.guard, row.get(kind.guard))],
-                only_if_offloading=True,
-            )
-        )
+        guards = [Guard(kind.table, record_id, field, row.get(field)) for field in kind.guards]
+        result = await store.transaction.run(Write(changes, requests, guards=guards, only_if_offloading=True))
         if result.conflicts:
             report.conflicts += 1
             return

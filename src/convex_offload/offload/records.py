@@ -14,7 +14,7 @@ from convex_offload.errors import InvalidInputError
 from convex_offload.offload.kinds import RecordKind
 from convex_offload.offload.merge import Outcome
 from convex_offload.offload.road import Road
-from convex_offload.offload.transaction import Change, Write
+from convex_offload.offload.transaction import Write, stored_row, whole_record
 from convex_offload.store.db import StorageDB, delete_many_request, insert_request
 
 
@@ -36,12 +36,12 @@ class OffloadedRecords:
         if not isinstance(record_id, str) or not record_id:
             raise InvalidInputError(f"{kind.name} record: `{kind.id_field}` must be a non-empty string")
         row = dict(record)
+        changes = whole_record(kind, record_id, row)
 
         def requests(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-            return [insert_request(kind.table, kind.with_tree(row, outcomes[0].tree))]
+            return [insert_request(kind.table, stored_row(kind, row, changes, outcomes))]
 
-        change = Change(kind, record_id, kind.tree_of(row), kind.tenant_of(row))
-        await self._road.write(Write([change], requests, release=[kind.owner(record_id)]))
+        await self._road.write(Write(changes, requests, release=[kind.owner(record_id)]))
 
     async def get(self, record_id: str) -> dict[str, Any] | None:
         """The record with its payloads restored, or None."""

@@ -8,7 +8,7 @@ knows where the manifests are (the record's, and each part's).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from convex_offload.offload.kinds import RecordKind, RecordKinds
@@ -68,11 +68,23 @@ class Road:
                     for key, part in parts.items()
                 )
             )
-        if has_manifest(tree, kind.holder):
+        if kind.manifest is not None and has_manifest(tree, kind.holder):
             tree = await self.offloader.restore(
                 tree, holder=kind.holder, tenant=tenant, mode=self.mode, record=record
             )
         return tree
+
+    async def restore_row(self, kind: RecordKind, row: Mapping[str, Any], *, record: str) -> dict[str, Any]:
+        """A stored row of `kind` with its scanned fields restored."""
+        tenant = kind.tenant_of(row)
+        if kind.per_field:
+            trees = {
+                field: kind.field_tree(row, field) for field in kind.fields if row.get(field) is not None
+            }
+            await self.restore(kind, trees, tenant=tenant, record=record)
+            return kind.with_fields(row, trees)
+        tree = await self.restore(kind, kind.tree_of(row), tenant=tenant, record=record)
+        return kind.with_tree(row, tree)
 
     async def restore_all(self, kind: RecordKind, items: Sequence[tuple[Any, str | None, str]]) -> None:
         """Restore many trees `(tree, tenant, record)` in place: from the cache without waiting where

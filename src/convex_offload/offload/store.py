@@ -1,6 +1,7 @@
 """`OffloadingStore`: a `ConvexStore` whose records never carry large base64 payloads.
 
-Drop-in: the same domains and methods as `ConvexStore` (`memory`, `workflows`, `scores`), the same
+Drop-in: the same domains and methods as `ConvexStore` (`memory`, `workflows`, `scores`,
+`background_tasks`, `schedules`, `channels`), the same
 models in and out, and callers read exactly what they saved. Every write goes one road, the write
 transaction (`offload/transaction.py`): plan → lease and upload → rewrite → size check → the
 records and their references written in one Convex transaction (`offload/records:write`, which
@@ -19,6 +20,7 @@ from convex_offload.closing import AsyncClosing
 from convex_offload.config import OffloadConfig
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import InvalidInputError
+from convex_offload.offload.background_tasks import OffloadingBackgroundTasks
 from convex_offload.offload.kinds import RecordKinds
 from convex_offload.offload.lifecycle import Checkpoint, Lifecycle
 from convex_offload.offload.memory import OffloadingMemory
@@ -29,8 +31,19 @@ from convex_offload.offload.restorer import RestoreMode
 from convex_offload.offload.road import Road
 from convex_offload.offload.transaction import WriteTransaction
 from convex_offload.offload.workflows import OffloadingWorkflows
+from convex_offload.store.channels import ChannelStore
+from convex_offload.store.schedules import ScheduleStore
 from convex_offload.store.scores import ScoreStore
 from convex_offload.store.store import ConvexStore, DomainName
+
+OffloadingDomain = (
+    OffloadingMemory
+    | OffloadingWorkflows
+    | ScoreStore
+    | OffloadingBackgroundTasks
+    | ScheduleStore
+    | ChannelStore
+)
 
 
 class OffloadingStore(AsyncClosing):
@@ -62,10 +75,18 @@ class OffloadingStore(AsyncClosing):
         self.lifecycle = Lifecycle(self.offloader, self.registry, self.kinds, checkpoint=checkpoint)
         self.transaction = WriteTransaction(self.offloader, self.registry, self.lifecycle, self.kinds, config)
         self._road = Road(self.transaction, restore_mode)
-        self.memory = OffloadingMemory(store.memory, self._road)
-        self.workflows = OffloadingWorkflows(store.workflows, self._road)
+        self._domains(self._road)
         self.scores: ScoreStore = store.scores
+        self.schedules: ScheduleStore = store.schedules
+        """Schedules hold cron targets and small metadata, no attachments: not offloaded."""
+        self.channels: ChannelStore = store.channels
+        """Channel installations and config hold platform credentials: kept in Convex, not offloaded."""
         self._owns = True
+
+    def _domains(self, road: Road) -> None:
+        self.memory = OffloadingMemory(self.store.memory, road)
+        self.workflows = OffloadingWorkflows(self.store.workflows, road)
+        self.background_tasks = OffloadingBackgroundTasks(self.store.background_tasks, road)
 
     @classmethod
     def connect(cls, config: OffloadConfig, **kwargs: Any) -> OffloadingStore:
@@ -91,8 +112,7 @@ class OffloadingStore(AsyncClosing):
         view = object.__new__(OffloadingStore)
         view.__dict__.update(self.__dict__)
         view._road = self._road.with_mode(mode)
-        view.memory = OffloadingMemory(self.store.memory, view._road)
-        view.workflows = OffloadingWorkflows(self.store.workflows, view._road)
+        view._domains(view._road)
         view._owns = False
         return view
 
@@ -106,12 +126,21 @@ class OffloadingStore(AsyncClosing):
     async def get_store(self, name: Literal["workflows"]) -> OffloadingWorkflows: ...
     @overload
     async def get_store(self, name: Literal["scores"]) -> ScoreStore: ...
-    async def get_store(self, name: DomainName) -> OffloadingMemory | OffloadingWorkflows | ScoreStore:
+    @overload
+    async def get_store(self, name: Literal["backgroundTasks"]) -> OffloadingBackgroundTasks: ...
+    @overload
+    async def get_store(self, name: Literal["schedules"]) -> ScheduleStore: ...
+    @overload
+    async def get_store(self, name: Literal["channels"]) -> ChannelStore: ...
+    async def get_store(self, name: DomainName) -> OffloadingDomain:
         """A domain by name, as TypeScript's `storage.getStore(name)`."""
-        domains: dict[str, OffloadingMemory | OffloadingWorkflows | ScoreStore] = {
+        domains: dict[str, OffloadingDomain] = {
             "memory": self.memory,
             "workflows": self.workflows,
             "scores": self.scores,
+            "backgroundTasks": self.background_tasks,
+            "schedules": self.schedules,
+            "channels": self.channels,
         }
         return domains[name]
 

@@ -81,6 +81,31 @@ class Change:
         return self.where or self.kind.label(self.record_id)
 
 
+def whole_record(
+    kind: RecordKind, record_id: str, row: Mapping[str, Any], *, where: str | None = None
+) -> list[Change]:
+    """The changes that store a whole row of `kind`: its tree, or each scanned field as a part."""
+    tenant = kind.tenant_of(row)
+    if kind.per_field:
+        return [
+            Change(kind, record_id, kind.field_tree(row, field), tenant, part=field, where=where)
+            for field in kind.fields
+            if field in row
+        ]
+    return [Change(kind, record_id, kind.tree_of(row), tenant, where=where)]
+
+
+def stored_row(
+    kind: RecordKind, row: Mapping[str, Any], changes: Sequence[Change], outcomes: Sequence[Outcome]
+) -> dict[str, Any]:
+    """`row` holding what `whole_record`'s changes store."""
+    if kind.per_field:
+        return kind.with_fields(
+            row, {c.part: o.tree for c, o in zip(changes, outcomes, strict=True) if c.part}
+        )
+    return kind.with_tree(row, outcomes[0].tree)
+
+
 RequestsFor = Callable[[Sequence[Outcome]], Sequence[dict[str, Any]]]
 """Builds the storage requests of a write from what each change stores (in the changes' order)."""
 
@@ -210,7 +235,7 @@ class WriteTransaction:
         return await self.offloader.rewrite(plan)
 
     def _settle(self, change: Change, rewritten: Rewritten) -> Outcome:
-        if change.tree is None:
+        if change.tree is None and change.update:
             return unchanged(change.stored, change.holder, record=change.label)
         if not change.update:
             return whole(rewritten)

@@ -61,7 +61,7 @@ class BackgroundTaskStore:
 
         Ordered by `order_by` (default createdAt, ascending); `total` counts every match.
         """
-        wanted = _filter(task_filter, filters)
+        wanted = task_filter_of(task_filter, filters)
         rows = await self.db.query_table(TABLE_BACKGROUND_TASKS, _query_filters(wanted) or None)
         tasks = [task for task in map(BackgroundTask.from_row, rows) if _matches(task, wanted)]
         sign = -1 if wanted.order_direction == "desc" else 1
@@ -80,7 +80,7 @@ class BackgroundTaskStore:
         self, task_filter: TaskFilter | Mapping[str, Any] | None = None, /, **filters: Any
     ) -> None:
         """Delete the tasks `list_tasks` would answer; a filter that narrows nothing deletes nothing."""
-        wanted = _filter(task_filter, filters)
+        wanted = task_filter_of(task_filter, filters)
         if wanted.is_empty_for_delete():
             return
         listed = await self.list_tasks(wanted)
@@ -99,7 +99,10 @@ class BackgroundTaskStore:
         await self.db.clear_table(TABLE_BACKGROUND_TASKS)
 
 
-def _filter(task_filter: TaskFilter | Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> TaskFilter:
+def task_filter_of(
+    task_filter: TaskFilter | Mapping[str, Any] | None, keywords: Mapping[str, Any]
+) -> TaskFilter:
+    """The filter given as one argument or as keywords (`InvalidInputError` for both, or a bad field)."""
     if task_filter is not None and keywords:
         raise InvalidInputError("give the task filter either as one argument or as keywords, not both")
     return validated(TaskFilter, task_filter if task_filter is not None else keywords, "task filter")
