@@ -40,6 +40,7 @@ from convex_offload.errors import (
     UnsupportedManifestError,
     UploadError,
 )
+from convex_offload.offload.background_tasks import OffloadingBackgroundTasks
 from convex_offload.offload.kinds import RecordKind, RecordKinds
 from convex_offload.offload.lifecycle import Checkpoint, DeletionReport, GcReport
 from convex_offload.offload.manifest import Manifest, Ref
@@ -105,6 +106,21 @@ from convex_offload.store.scores import ScoreStore
 from convex_offload.store.store import ConvexStore, DomainName
 from convex_offload.store.vectors import ConvexVector, IndexStats, QueryResult
 from convex_offload.store.workflows import WorkflowStore
+from convex_offload.sync import (
+    Portal,
+    SyncBackgroundTasks,
+    SyncChannels,
+    SyncConvexNativeVector,
+    SyncConvexServerCache,
+    SyncConvexStore,
+    SyncConvexVector,
+    SyncMemory,
+    SyncOffloadingStore,
+    SyncRecords,
+    SyncSchedules,
+    SyncScores,
+    SyncWorkflows,
+)
 
 __version__ = "0.1.0"
 
@@ -173,6 +189,7 @@ __all__ = [
     "OffloadStats",
     "OffloadedRecords",
     "Offloader",
+    "OffloadingBackgroundTasks",
     "OffloadingMemory",
     "OffloadingStore",
     "OffloadingWorkflows",
@@ -180,6 +197,7 @@ __all__ = [
     "PerPage",
     "PlannedObject",
     "PlannedTree",
+    "Portal",
     "QueryResult",
     "RecordKind",
     "RecordKindError",
@@ -203,6 +221,18 @@ __all__ = [
     "StatsReport",
     "StorageOperationError",
     "SwapBufferedToActiveResult",
+    "SyncBackgroundTasks",
+    "SyncChannels",
+    "SyncConvexNativeVector",
+    "SyncConvexServerCache",
+    "SyncConvexStore",
+    "SyncConvexVector",
+    "SyncMemory",
+    "SyncOffloadingStore",
+    "SyncRecords",
+    "SyncSchedules",
+    "SyncScores",
+    "SyncWorkflows",
     "TaskFilter",
     "TaskListResult",
     "TaskUpdate",
