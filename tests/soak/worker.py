@@ -90,7 +90,11 @@ async def main(role: str, config_path: str, seed: int, ops: int) -> None:
                     except ConvexOffloadError as exc:
                         ledger.uncertain(message.id, dumps(message.content))
                         counts[f"error {type(exc).__name__}"] += 1
-                    report = await migrate(store, tables=["mastra_messages"], page_size=100)
+                    try:
+                        report = await migrate(store, tables=["mastra_messages"], page_size=100)
+                    except ConvexOffloadError as exc:  # a scan page refused by an injected fault
+                        counts[f"error {type(exc).__name__}"] += 1
+                        return
                     counts["migrate runs"] += 1
                     counts["migrated"] += report.migrated
                     counts["migrate conflicts"] += report.conflicts
