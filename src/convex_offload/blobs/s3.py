@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+import io
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
@@ -29,6 +32,11 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 T = TypeVar("T")
+MULTIPART_THRESHOLD: Final = 16 << 20
+"""Objects this large go up in parts."""
+PARTS: Final = TransferConfig(
+    multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=8 << 20, max_concurrency=4, use_threads=True
+)
 _MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchObject"})
 _BAD_DIGEST: Final = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
 
@@ -80,12 +88,19 @@ class S3BlobStore:
     ) -> T | None:
         """Run one boto3 call in the pool; None for a missing object when `missing` allows it."""
         loop = asyncio.get_running_loop()
-        try:
+        with self._translated(operation, key, missing=missing):
             return await loop.run_in_executor(self._pool, functools.partial(fn, **kwargs))
+        return None
+
+    @contextlib.contextmanager
+    def _translated(self, operation: str, key: str, *, missing: bool = False) -> Iterator[None]:
+        """boto3's errors as this library's: the one place they are translated."""
+        try:
+            yield
         except ClientError as exc:
             code = _code(exc)
             if missing and code in _MISSING:
-                return None
+                return
             if code in _BAD_DIGEST:
                 raise AttachmentIntegrityError(
                     f"{self.name} refused the bytes: {code}", bucket=self.name, key=key
@@ -115,7 +130,27 @@ class S3BlobStore:
                 params["SSEKMSKeyId"] = c.kms_key_id
         if c.storage_class:
             params["StorageClass"] = c.storage_class
+        if len(data) >= MULTIPART_THRESHOLD:
+            await self._call("multipart upload", key, self._put_in_parts, data=data, params=params)
+            return
         await self._call("PutObject", key, self._client.put_object, **params)
+
+    def _put_in_parts(self, data: bytes | bytearray, params: dict[str, Any]) -> None:
+        """A large object in parts straight from the decoded buffer (boto3's transfer manager).
+
+        Each part carries a CRC32 the service checks (a SHA-256 of the whole object is in its
+        metadata, and every restore checks it); R2 gets none, as it refuses boto3's checksum trailers.
+        """
+        extra = {k: v for k, v in params.items() if k not in ("Bucket", "Key", "Body", "ChecksumSHA256")}
+        if self.connection.provider == "s3":
+            extra["ChecksumAlgorithm"] = "CRC32"
+        self._client.upload_fileobj(
+            io.BufferedReader(BufferReader(data)),
+            params["Bucket"],
+            params["Key"],
+            ExtraArgs=extra,
+            Config=PARTS,
+        )
 
     async def get(self, key: str) -> bytes | None:
         """GetObject's bytes, or None when the object does not exist."""
@@ -186,24 +221,54 @@ class S3BlobStore:
         return f"s3://{self.bucket_name}/{check_key(key)}"
 
     async def access_url(self, key: str, ttl: int) -> str:
-        """The public URL, or a presigned GET valid for `ttl` seconds (at most `max_presign_ttl`)."""
+        """The public URL, or a presigned GET valid for `ttl` seconds (at most `max_presign_ttl`).
+
+        Signing is arithmetic, not I/O: it runs here rather than in the thread pool.
+        """
         if self.connection.public_base_url:
             return public_url(self.connection.public_base_url, key)
-        url = await self._call(
-            "presign GetObject",
-            key,
-            self._client.generate_presigned_url,
-            ClientMethod="get_object",
-            Params={"Bucket": self.bucket_name, "Key": check_key(key)},
-            ExpiresIn=max(1, min(ttl, self.connection.max_presign_ttl)),
-        )
-        assert url is not None
-        return url
+        with self._translated("presign GetObject", key):
+            url: str = self._client.generate_presigned_url(
+                ClientMethod="get_object",
+                Params={"Bucket": self.bucket_name, "Key": check_key(key)},
+                ExpiresIn=max(1, min(ttl, self.connection.max_presign_ttl)),
+            )
+            return url
+        raise AssertionError("unreachable")  # pragma: no cover - _translated re-raises
 
     async def aclose(self) -> None:
         """Shut the thread pool down and close the client's connections."""
         self._pool.shutdown(wait=True)
         self._client.close()
+
+
+class BufferReader(io.RawIOBase):
+    """A read-only file over a buffer, without copying it (boto3 reads it a part at a time)."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, min(len(self._view), base + offset))
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), len(self._view) - self._position)
+        buffer[:size] = self._view[self._position : self._position + size]
+        self._position += size
+        return size
 
 
 def make_client(connection: S3Connection, *, max_pool_connections: int = 10) -> S3Client:

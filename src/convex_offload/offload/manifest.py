@@ -21,6 +21,7 @@ ref whose place still holds its `url`, then removes the manifest.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -77,8 +78,36 @@ class _V1(BaseModel):
 
 
 def _read_v1(raw: Mapping[str, Any]) -> Manifest:
+    # Listings read the same manifests again and again: each ref is validated once and then found
+    # by its fields (pydantic validation of every ref on every read was a fifth of a cached listing).
+    refs, created = raw.get("refs"), raw.get("created_metadata", False)
+    if set(raw) <= {"v", "refs", "created_metadata"} and isinstance(refs, list) and isinstance(created, bool):
+        try:
+            return Manifest(created_metadata=created, refs=tuple(_cached_ref(_frozen(ref)) for ref in refs))
+        except (TypeError, _NotFrozen):
+            pass  # unhashable or odd fields: validate the slow way, for the error it names
     parsed = _V1.model_validate(raw)
     return Manifest(created_metadata=parsed.created_metadata, refs=tuple(parsed.refs))
+
+
+class _NotFrozen(Exception):
+    """A ref that is not a plain object of plain values."""
+
+
+def _frozen(ref: Any) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(ref, dict):
+        raise _NotFrozen
+    items = []
+    for name, value in ref.items():
+        if isinstance(value, dict):
+            raise _NotFrozen
+        items.append((name, tuple(value) if isinstance(value, list) else value))
+    return tuple(sorted(items))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _cached_ref(items: tuple[tuple[str, Any], ...]) -> Ref:
+    return Ref.model_validate(dict(items))
 
 
 _READERS: Final[dict[int, Callable[[Mapping[str, Any]], Manifest]]] = {1: _read_v1}

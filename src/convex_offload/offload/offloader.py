@@ -80,7 +80,7 @@ class Offloader:
     def forget(self, bucket: str, key: str) -> None:
         """Drop what the caches know of an object (after deleting it)."""
         self.uploader.forget((bucket, key))
-        self.restorer.values.drop(bucket, key)
+        self.restorer.forget(bucket, key)
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -90,6 +90,17 @@ class Offloader:
         Refs of a manifest already in `root` (a record read back raw and saved again) are kept
         when their places still hold their URLs, after the same checks a restore makes.
         """
+        kept = self._kept(root, holder, tenant, where)
+        return self.policy.plan(root, holder=holder, tenant=tenant, where=where, kept=kept)
+
+    async def plan_async(
+        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, where: str
+    ) -> PlannedTree:
+        """`plan`, decoding and hashing the large payloads in threads (what writes use)."""
+        kept = self._kept(root, holder, tenant, where)
+        return await self.policy.plan_async(root, holder=holder, tenant=tenant, where=where, kept=kept)
+
+    def _kept(self, root: Any, holder: tuple[Token, ...], tenant: str | None, where: str) -> list[Ref]:
         manifest = read_manifest(get_at(root, holder), record=where)
         kept: list[Ref] = []
         if manifest is not None:
@@ -97,7 +108,7 @@ class Offloader:
                 self.check_ref(ref, tenant, record=where)
                 if place_holding(root, ref) is not None:
                     kept.append(ref)
-        return self.policy.plan(root, holder=holder, tenant=tenant, where=where, kept=kept)
+        return kept
 
     async def rewrite(self, plan: PlannedTree) -> Rewritten:
         """The rewritten copy of a planned tree (every upload it references has succeeded)."""
@@ -119,7 +130,7 @@ class Offloader:
         uploaded again. Raises `MalformedAttachmentError`, `AttachmentPolicyError` or
         `UploadError` (naming the payload's path) before anything is rewritten.
         """
-        plan = self.plan(root, holder=holder, tenant=tenant, where=where)
+        plan = await self.plan_async(root, holder=holder, tenant=tenant, where=where)
         todo = {p.ident: p for p in plan.offloaded() if not self.uploader.is_known(p.ident)}
         await self.uploader.upload(list(todo.values()), check_bucket=True)
         return await self.rewrite(plan)

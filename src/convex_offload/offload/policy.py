@@ -9,6 +9,7 @@ bucket's limits (size, types, active content). No I/O happens here.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import struct
@@ -25,6 +26,7 @@ from convex_offload.offload.keys import KeyScheme
 from convex_offload.offload.manifest import MANIFEST_KEY, Ref
 from convex_offload.offload.payload import (
     ACTIVE_CONTENT,
+    Decoded,
     Prepared,
     Sniffer,
     decode_base64,
@@ -39,13 +41,23 @@ from convex_offload.offload.tree import Token, pointer
 
 _FILENAME_FORBIDDEN: Final = re.compile(r"[/\\\x00-\x1f\x7f]")
 MAX_FILENAME_BYTES: Final = 255
+THREADED_CHARS: Final = 1 << 20
+"""Payloads of this many base64 characters and more are decoded and hashed in a thread."""
 POLYGLOT_HEAD: Final = 64 << 10
 POLYGLOT_TAIL: Final = 8 << 10
 DIMENSIONS_HEAD: Final = 1 << 20
 """Image headers (a JPEG's frame header may follow large EXIF/ICC segments) are in the first MiB."""
-_MARKUP: Final = re.compile(
-    rb"<(?:script|html|iframe|object|embed|svg)[\s/>]|<!doctype\s+html|javascript:", re.I
+MARKUP: Final = (
+    b"<script",
+    b"<html",
+    b"<iframe",
+    b"<object",
+    b"<embed",
+    b"<svg",
+    b"<!doctype html",
+    b"javascript:",
 )
+"""What marks bytes as HTML or script, looked for (lower-cased) at both ends of a binary payload."""
 
 
 @dataclass(slots=True)
@@ -115,6 +127,25 @@ class Policy:
         self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, where: str, kept: Sequence[Ref]
     ) -> PlannedTree:
         """Find, decode, check and route the payloads of one tree (no I/O)."""
+        candidates = self._candidates(root, holder, where)
+        return self._planned(root, candidates, {}, holder=holder, tenant=tenant, where=where, kept=kept)
+
+    async def plan_async(
+        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, where: str, kept: Sequence[Ref]
+    ) -> PlannedTree:
+        """`plan`, with the large payloads decoded and hashed in threads, all at once (pybase64 and
+        hashlib let go of the GIL, so two cores decode two payloads)."""
+        candidates = self._candidates(root, holder, where)
+        big = [
+            i
+            for i, c in enumerate(candidates)
+            if c.end - c.start >= THREADED_CHARS and self.digests.get(c.text, c.start, c.end) is None
+        ]
+        results = await asyncio.gather(*(asyncio.to_thread(_decode, candidates[i], where) for i in big))
+        decoded = dict(zip(big, results, strict=True))
+        return self._planned(root, candidates, decoded, holder=holder, tenant=tenant, where=where, kept=kept)
+
+    def _candidates(self, root: Any, holder: tuple[Token, ...], where: str) -> list[Candidate]:
         candidates = scan(
             root,
             min_chars=_base64_chars(max(1, self.config.inline_threshold)),
@@ -124,7 +155,20 @@ class Policy:
             where=where,
         )
         self.stats.payloads_found += len(candidates)
-        items = self._choose(candidates, where) if candidates else []
+        return candidates
+
+    def _planned(
+        self,
+        root: Any,
+        candidates: Sequence[Candidate],
+        decoded: Mapping[int, Decoded | MalformedAttachmentError],
+        *,
+        holder: tuple[Token, ...],
+        tenant: str | None,
+        where: str,
+        kept: Sequence[Ref],
+    ) -> PlannedTree:
+        items = self._choose(candidates, where, decoded) if candidates else []
         limit = self.config.max_payloads_per_record
         if len(items) + len(kept) > limit:
             raise AttachmentPolicyError(
@@ -139,10 +183,15 @@ class Policy:
                 p.tenant_scope = self.keys.tenant_scope(tenant)
         return PlannedTree(root=root, holder=holder, tenant=tenant, where=where, items=items, kept=list(kept))
 
-    def _choose(self, candidates: Sequence[Candidate], where: str) -> list[PlannedObject]:
+    def _choose(
+        self,
+        candidates: Sequence[Candidate],
+        where: str,
+        decoded: Mapping[int, Decoded | MalformedAttachmentError],
+    ) -> list[PlannedObject]:
         planned: list[PlannedObject] = []
-        for candidate in candidates:
-            prepared = self._prepare(candidate, where)
+        for index, candidate in enumerate(candidates):
+            prepared = self._prepare(candidate, where, decoded.get(index))
             if prepared is not None:
                 planned.append(
                     PlannedObject(candidate, prepared, offload=prepared.size >= self.config.inline_threshold)
@@ -156,19 +205,21 @@ class Policy:
             budget -= p.prepared.size
         return planned
 
-    def _prepare(self, candidate: Candidate, where: str) -> Prepared | None:
-        """Decode, hash and sniff one candidate; None for lenient candidates that are not payloads."""
+    def _prepare(
+        self, candidate: Candidate, where: str, done: Decoded | MalformedAttachmentError | None = None
+    ) -> Prepared | None:
+        """Decode, hash and sniff one candidate (or take what a thread decoded); None for lenient
+        candidates that are not payloads."""
         place = f"{where} {pointer(candidate.path)}"
         text = candidate.text
-        cached = self.digests.get(text, candidate.start, candidate.end)
+        cached = self.digests.get(text, candidate.start, candidate.end) if done is None else None
         if cached is not None:
             self._check_payload(candidate, cached, place)
             return cached
-        try:
-            decoded = decode_base64(text, start=candidate.start, end=candidate.end, where=place)
-        except MalformedAttachmentError:
+        decoded = done if done is not None else _decode(candidate, where)
+        if isinstance(decoded, MalformedAttachmentError):
             if candidate.strict:
-                raise
+                raise decoded
             return None
         sniffed = normalize_type(self.sniffer.mime_type(decoded.data)) if decoded.size else ""
         if candidate.form == "base64" and not candidate.strict and not _recognised_binary(sniffed):
@@ -193,8 +244,8 @@ class Policy:
                     path=place,
                 )
         if not is_textual(mime) and mime not in ACTIVE_CONTENT:
-            head, tail = bytes(data[:POLYGLOT_HEAD]), bytes(data[-POLYGLOT_TAIL:])
-            if _MARKUP.search(head) or _MARKUP.search(tail):
+            ends = bytes(data[:POLYGLOT_HEAD]).lower() + b"\n" + bytes(data[-POLYGLOT_TAIL:]).lower()
+            if any(mark in ends for mark in MARKUP):
                 raise AttachmentPolicyError(
                     f"the bytes of this {mime} also read as HTML or script (a polyglot file)", path=place
                 )
@@ -240,6 +291,19 @@ def check_filename(name: str, place: str) -> None:
         raise AttachmentPolicyError(f"filename {name[:64]!r} is a relative path", path=place)
     if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
         raise AttachmentPolicyError(f"filename is over {MAX_FILENAME_BYTES} bytes", path=place)
+
+
+def _decode(candidate: Candidate, where: str) -> Decoded | MalformedAttachmentError:
+    """The candidate's bytes and digest, or the error that says why it does not decode."""
+    try:
+        return decode_base64(
+            candidate.text,
+            start=candidate.start,
+            end=candidate.end,
+            where=f"{where} {pointer(candidate.path)}",
+        )
+    except MalformedAttachmentError as exc:
+        return exc
 
 
 def _dimensions(data: bytes | bytearray) -> tuple[int, int]:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
+
+import pybase64
 
 from convex_offload.blobs.base import BlobStore
 from convex_offload.config import BucketConfig
@@ -28,6 +32,7 @@ from convex_offload.offload.tree import Token, get_at, parse_pointer, resolve
 
 logger = logging.getLogger(__name__)
 
+URL_CACHE_ENTRIES: Final = 100_000
 RestoreMode = Literal["inline", "urls"]
 """`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
 
@@ -62,6 +67,7 @@ class Restorer:
         self.stats = stats
         self.values = ValueCache(cache_bytes)
         self._fetches = asyncio.Semaphore(concurrency)
+        self._urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Restorer(buckets={sorted(self.buckets)})"
@@ -108,6 +114,11 @@ class Restorer:
         self.stats.cache_hits += len(values)
         self._apply(root, holder, live, values, lambda ref: ref.header)
         return True
+
+    def forget(self, bucket: str, key: str) -> None:
+        """Drop the cached value and URL of an object (after deleting it)."""
+        self.values.drop(bucket, key)
+        self._urls.pop((bucket, key), None)
 
     def live_refs(
         self, root: Any, holder: tuple[Token, ...], tenant: str | None, *, record: str
@@ -163,10 +174,24 @@ class Restorer:
             if isinstance(parent, dict):
                 del parent[holder[-1]]
 
+    async def _access_url(self, ref: Ref) -> str:
+        """A URL a browser can GET; one presigned URL serves while it has half its life left."""
+        ident, now = (ref.bucket, ref.key), time.monotonic()
+        known = self._urls.get(ident)
+        if known is not None and known[1] > now:
+            self._urls.move_to_end(ident)
+            return known[0]
+        ttl = self.configs[ref.bucket].presign_ttl
+        url = await self.buckets[ref.bucket].access_url(ref.key, ttl)
+        self._urls[ident] = (url, now + ttl / 2)
+        while len(self._urls) > URL_CACHE_ENTRIES:
+            self._urls.popitem(last=False)
+        return url
+
     async def _value(self, ref: Ref, mode: RestoreMode, record: str) -> str:
         bucket = self.buckets[ref.bucket]
         if mode == "urls":
-            return await bucket.access_url(ref.key, self.configs[ref.bucket].presign_ttl)
+            return await self._access_url(ref)
         cached = self.values.get(ref.bucket, ref.key, ref.header)
         if cached is not None:
             self.stats.cache_hits += 1
@@ -189,10 +214,14 @@ class Restorer:
                 bucket=ref.bucket,
                 key=ref.key,
             )
-        text = base64_buffer(ref.header, data)
-        del data  # the bytes go before the text is made: a big payload stays under 3x in memory
-        value = text.decode("ascii")
-        del text
+        if ref.header:
+            text = base64_buffer(ref.header, data)
+            del data  # the bytes go before the text is made: a big payload stays under 3x in memory
+            value = text.decode("ascii")
+            del text
+        else:
+            value = pybase64.b64encode_as_string(data)  # straight into the text: no bytes between
+            del data
         self.values.put(ref.bucket, ref.key, ref.header, value)
         return value
 

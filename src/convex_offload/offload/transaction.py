@@ -173,7 +173,9 @@ class WriteTransaction:
 
     async def run(self, write: Write) -> WriteResult:
         """Run one write; raises the first typed error, with nothing written."""
-        plans = [self._plan(change) for change in write.changes]
+        plans: list[PlannedTree | None] = list(
+            await asyncio.gather(*(self._plan(change) for change in write.changes))
+        )
         objects: dict[ObjectKey, PlannedObject] = {}
         for plan in plans:
             for p in plan.offloaded() if plan is not None else ():
@@ -222,10 +224,10 @@ class WriteTransaction:
 
     # --- the steps ----------------------------------------------------------------------------
 
-    def _plan(self, change: Change) -> PlannedTree | None:
+    async def _plan(self, change: Change) -> PlannedTree | None:
         if not isinstance(change.tree, dict):
             return None
-        return self.offloader.plan(
+        return await self.offloader.plan_async(
             change.tree, holder=change.holder, tenant=change.tenant, where=change.label
         )
 
