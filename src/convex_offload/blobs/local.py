@@ -64,7 +64,9 @@ class LocalBlobStore:
                 "bytes do not match their sha256 before upload", bucket=self.name, key=str(path)
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path.with_name(path.name + _META), json.dumps(meta).encode())
+        # The sidecar is rewritten whole (rename) but not fsynced: it only repeats what the
+        # manifest says (type, sha256), and one fsync per object is what a durable write costs.
+        _atomic_write(path.with_name(path.name + _META), json.dumps(meta).encode(), durable=False)
         _atomic_write(path, data)
 
     async def get(self, key: str) -> bytes | None:
@@ -153,13 +155,14 @@ class LocalBlobStore:
         """Nothing to release."""
 
 
-def _atomic_write(path: Path, data: bytes | bytearray) -> None:
+def _atomic_write(path: Path, data: bytes | bytearray, *, durable: bool = True) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -83,7 +83,7 @@ def _read_v1(raw: Mapping[str, Any]) -> Manifest:
     refs, created = raw.get("refs"), raw.get("created_metadata", False)
     if set(raw) <= {"v", "refs", "created_metadata"} and isinstance(refs, list) and isinstance(created, bool):
         try:
-            return Manifest(created_metadata=created, refs=tuple(_cached_ref(_frozen(ref)) for ref in refs))
+            return _cached_manifest(created, tuple(_frozen(ref) for ref in refs))
         except (TypeError, _NotFrozen):
             pass  # unhashable or odd fields: validate the slow way, for the error it names
     parsed = _V1.model_validate(raw)
@@ -95,19 +95,22 @@ class _NotFrozen(Exception):
 
 
 def _frozen(ref: Any) -> tuple[tuple[str, Any], ...]:
-    if not isinstance(ref, dict):
+    """A ref's fields as a hashable key (in their stored order: another order only misses the cache)."""
+    if type(ref) is not dict:
         raise _NotFrozen
-    items = []
-    for name, value in ref.items():
-        if isinstance(value, dict):
-            raise _NotFrozen
-        items.append((name, tuple(value) if isinstance(value, list) else value))
-    return tuple(sorted(items))
+    if "span" in ref:
+        return tuple((k, tuple(v) if k == "span" and isinstance(v, list) else v) for k, v in ref.items())
+    return tuple(ref.items())
 
 
 @functools.lru_cache(maxsize=65_536)
 def _cached_ref(items: tuple[tuple[str, Any], ...]) -> Ref:
     return Ref.model_validate(dict(items))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _cached_manifest(created: bool, refs: tuple[tuple[tuple[str, Any], ...], ...]) -> Manifest:
+    return Manifest(created_metadata=created, refs=tuple(_cached_ref(ref) for ref in refs))
 
 
 _READERS: Final[dict[int, Callable[[Mapping[str, Any]], Manifest]]] = {1: _read_v1}

@@ -33,6 +33,9 @@ from convex_offload.offload.tree import Token, get_at, parse_pointer, resolve
 logger = logging.getLogger(__name__)
 
 URL_CACHE_ENTRIES: Final = 100_000
+CHECKED_ENTRIES: Final = 100_000
+INLINE_HASH_BYTES: Final = 1 << 20
+"""Objects smaller than this are hashed on the loop: a thread hop costs more than their sha256."""
 RestoreMode = Literal["inline", "urls"]
 """`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
 
@@ -68,6 +71,8 @@ class Restorer:
         self.values = ValueCache(cache_bytes)
         self._fetches = asyncio.Semaphore(concurrency)
         self._urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._checked: OrderedDict[tuple[str, str, str, str, str | None], None] = OrderedDict()
+        """Refs already found to be ones this library writes for their tenant (checked once)."""
 
     def __repr__(self) -> str:
         return f"Restorer(buckets={sorted(self.buckets)})"
@@ -129,7 +134,12 @@ class Restorer:
         if manifest is None or not isinstance(holder_obj, dict):
             return None
         for ref in manifest.refs:
-            self.keys.check_ref(ref, tenant, self.buckets, record=record)
+            checked = (ref.bucket, ref.key, ref.url, ref.sha256, tenant)
+            if checked not in self._checked:
+                self.keys.check_ref(ref, tenant, self.buckets, record=record)
+                self._checked[checked] = None
+                if len(self._checked) > CHECKED_ENTRIES:
+                    self._checked.popitem(last=False)
         live: list[Ref] = []
         places: list[tuple[Any, Token]] = []
         for ref in manifest.refs:
@@ -208,7 +218,8 @@ class Restorer:
                 bucket=ref.bucket,
                 key=ref.key,
             )
-        if await asyncio.to_thread(_sha256, data) != ref.sha256:
+        digest = _sha256(data) if len(data) < INLINE_HASH_BYTES else await asyncio.to_thread(_sha256, data)
+        if digest != ref.sha256:
             raise AttachmentIntegrityError(
                 f"bytes do not match the sha256 in the manifest of {record} ({ref.path})",
                 bucket=ref.bucket,
