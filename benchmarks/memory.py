@@ -48,6 +48,7 @@ async def measure(args: argparse.Namespace) -> dict[str, int]:
             "access_key_id": "test",
             "secret_access_key": "test",
             "prefix": args.prefix,
+            "max_object_bytes": max(args.size * 2, 100 << 20),
         }
     )
     config = OffloadConfig(convex_url=args.convex_url, buckets={"bench": bucket})

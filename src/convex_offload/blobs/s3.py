@@ -35,7 +35,7 @@ T = TypeVar("T")
 MULTIPART_THRESHOLD: Final = 16 << 20
 """Objects this large go up in parts."""
 PARTS: Final = TransferConfig(
-    multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=8 << 20, max_concurrency=4, use_threads=True
+    multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=8 << 20, max_concurrency=2, use_threads=True
 )
 _MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchObject"})
 _BAD_DIGEST: Final = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})

@@ -77,7 +77,11 @@ class _V1(BaseModel):
     refs: list[Ref]
 
 
-def _read_v1(raw: Mapping[str, Any]) -> Manifest:
+Checked = tuple[Manifest, str | None]
+"""A manifest read, and what is wrong with its places (None: nothing)."""
+
+
+def _read_v1(raw: Mapping[str, Any]) -> Checked:
     # Listings read the same manifests again and again: each ref is validated once and then found
     # by its fields (pydantic validation of every ref on every read was a fifth of a cached listing).
     refs, created = raw.get("refs"), raw.get("created_metadata", False)
@@ -87,7 +91,8 @@ def _read_v1(raw: Mapping[str, Any]) -> Manifest:
         except (TypeError, _NotFrozen):
             pass  # unhashable or odd fields: validate the slow way, for the error it names
     parsed = _V1.model_validate(raw)
-    return Manifest(created_metadata=parsed.created_metadata, refs=tuple(parsed.refs))
+    manifest = Manifest(created_metadata=parsed.created_metadata, refs=tuple(parsed.refs))
+    return manifest, _place_problem(manifest)
 
 
 class _NotFrozen(Exception):
@@ -109,11 +114,12 @@ def _cached_ref(items: tuple[tuple[str, Any], ...]) -> Ref:
 
 
 @functools.lru_cache(maxsize=16_384)
-def _cached_manifest(created: bool, refs: tuple[tuple[tuple[str, Any], ...], ...]) -> Manifest:
-    return Manifest(created_metadata=created, refs=tuple(_cached_ref(ref) for ref in refs))
+def _cached_manifest(created: bool, refs: tuple[tuple[tuple[str, Any], ...], ...]) -> Checked:
+    manifest = Manifest(created_metadata=created, refs=tuple(_cached_ref(ref) for ref in refs))
+    return manifest, _place_problem(manifest)
 
 
-_READERS: Final[dict[int, Callable[[Mapping[str, Any]], Manifest]]] = {1: _read_v1}
+_READERS: Final[dict[int, Callable[[Mapping[str, Any]], Checked]]] = {1: _read_v1}
 
 
 def write_manifest(manifest: Manifest) -> dict[str, Any]:
@@ -159,31 +165,33 @@ def read_manifest(holder: Any, *, record: str) -> Manifest | None:
             f"{record}: {MANIFEST_KEY} manifest lists {len(refs):,} refs, over the limit of {MAX_REFS:,}"
         )
     try:
-        manifest = reader(raw)
+        manifest, problem = reader(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise ForbiddenReferenceError(
             f"{record}: unreadable {MANIFEST_KEY} manifest ({where}: {error['msg']})"
         ) from None
-    _check_places(manifest, record)
+    if problem is not None:
+        raise ForbiddenReferenceError(f"{record}: {problem}")
     return manifest
 
 
-def _check_places(manifest: Manifest, record: str) -> None:
+def _place_problem(manifest: Manifest) -> str | None:
     """Each place is replaced once: no ref listed twice, no two spans of one string overlapping."""
     spans: dict[str, list[tuple[int, int]]] = {}
     whole: set[str] = set()
     for ref in manifest.refs:
         if ref.span is None:
             if ref.path in whole or ref.path in spans:
-                raise ForbiddenReferenceError(f"{record}: ref {ref.path} is listed twice in the manifest")
+                return f"ref {ref.path} is listed twice in the manifest"
             whole.add(ref.path)
             continue
         begin, end = ref.span
         if ref.path in whole or not 0 <= begin < end:
-            raise ForbiddenReferenceError(f"{record}: ref {ref.path} has a span that cannot be {ref.span}")
+            return f"ref {ref.path} has a span that cannot be {ref.span}"
         for other_begin, other_end in spans.get(ref.path, []):
             if begin < other_end and other_begin < end:
-                raise ForbiddenReferenceError(f"{record}: refs {ref.path} overlap (listed twice?)")
+                return f"refs {ref.path} overlap (listed twice?)"
         spans.setdefault(ref.path, []).append((begin, end))
+    return None

@@ -71,8 +71,8 @@ class Restorer:
         self.values = ValueCache(cache_bytes)
         self._fetches = asyncio.Semaphore(concurrency)
         self._urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-        self._checked: OrderedDict[tuple[str, str, str, str, str | None], None] = OrderedDict()
-        """Refs already found to be ones this library writes for their tenant (checked once)."""
+        self._checked: OrderedDict[tuple[int, str | None], Manifest] = OrderedDict()
+        """Manifests already found to hold only refs this library writes for their tenant."""
 
     def __repr__(self) -> str:
         return f"Restorer(buckets={sorted(self.buckets)})"
@@ -133,13 +133,15 @@ class Restorer:
         manifest = read_manifest(holder_obj, record=record)
         if manifest is None or not isinstance(holder_obj, dict):
             return None
-        for ref in manifest.refs:
-            checked = (ref.bucket, ref.key, ref.url, ref.sha256, tenant)
-            if checked not in self._checked:
+        # Manifests read again are the same (cached) objects: each is checked once per tenant. The
+        # entry keeps its manifest alive, so the id cannot be reused while it is remembered.
+        checked = (id(manifest), tenant)
+        if self._checked.get(checked) is not manifest:
+            for ref in manifest.refs:
                 self.keys.check_ref(ref, tenant, self.buckets, record=record)
-                self._checked[checked] = None
-                if len(self._checked) > CHECKED_ENTRIES:
-                    self._checked.popitem(last=False)
+            self._checked[checked] = manifest
+            if len(self._checked) > CHECKED_ENTRIES:
+                self._checked.popitem(last=False)
         live: list[Ref] = []
         places: list[tuple[Any, Token]] = []
         for ref in manifest.refs:
