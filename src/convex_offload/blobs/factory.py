@@ -49,7 +49,7 @@ def _convex(name: str, config: BucketConfig, convex: ConvexClient | None, _max_w
     return ConvexFilesBlobStore(name, convex, public_base_url=config.public_base_url)
 
 
-def _local(name: str, config: BucketConfig, _convex: ConvexClient | None, _max_workers: int) -> BlobStore:
+def _local(name: str, config: BucketConfig, _convex: ConvexClient | None, max_workers: int) -> BlobStore:
     if config.path is None:
         raise BucketConfigError(f"buckets.{name}.path: a local bucket needs a folder")
     return LocalBlobStore(
@@ -58,6 +58,7 @@ def _local(name: str, config: BucketConfig, _convex: ConvexClient | None, _max_w
         public_base_url=config.public_base_url,
         serve_url=config.serve_url,
         signing_key=config.signing_key,
+        max_workers=max_workers,
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,12 +35,14 @@ class LocalBlobStore:
         public_base_url: str | None = None,
         serve_url: str | None = None,
         signing_key: SecretStr | None = None,
+        max_workers: int = 16,
     ) -> None:
         self.name = name
         self.public_base_url = public_base_url
         self.serve_url = serve_url
         """Where `convex-offload dev` serves this folder (access URLs are then signed HTTP URLs)."""
         self.signing_key = signing_key
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"local-{name}")
         self.root = Path(path).resolve()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -145,14 +149,15 @@ class LocalBlobStore:
     async def _run(self, operation: str, key: str, fn: Callable[..., T], /, *args: Any) -> T:
         """Run a file operation in a thread; its OS errors become `BlobStoreError`."""
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
         except OSError as exc:
             raise BlobStoreError(
                 f"{type(exc).__name__}: {exc.strerror or exc}", bucket=self.name, key=key, operation=operation
             ) from None
 
     async def aclose(self) -> None:
-        """Nothing to release."""
+        """Stop the file threads."""
+        self._pool.shutdown(wait=True)
 
 
 def _atomic_write(path: Path, data: bytes | bytearray, *, durable: bool = True) -> None:

@@ -37,6 +37,7 @@ MULTIPART_THRESHOLD: Final = 16 << 20
 PARTS: Final = TransferConfig(
     multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=8 << 20, max_concurrency=2, use_threads=True
 )
+PARTS.max_in_memory_upload_chunks = 2  # s3transfer's own setting (boto3's constructor does not take it)
 _MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchObject"})
 _BAD_DIGEST: Final = frozenset({"BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"})
 

@@ -153,7 +153,13 @@ class Offloader:
         return await self.restorer.restore(root, holder=holder, tenant=tenant, mode=mode, record=record)
 
     def restore_cached(
-        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, record: str = "record"
+        self,
+        root: Any,
+        *,
+        holder: tuple[Token, ...],
+        tenant: str | None,
+        record: str = "record",
+        mode: RestoreMode = "inline",
     ) -> bool:
-        """Restore `root` in place from the cache alone, without waiting: True if it could."""
-        return self.restorer.restore_cached(root, holder=holder, tenant=tenant, record=record)
+        """Restore `root` in place from the caches alone, without waiting: True if it could."""
+        return self.restorer.restore_cached(root, holder=holder, tenant=tenant, record=record, mode=mode)

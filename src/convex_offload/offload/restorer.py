@@ -10,6 +10,7 @@ spliced back into their string) → drop the manifest. Refs whose place no longe
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -34,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 URL_CACHE_ENTRIES: Final = 100_000
 CHECKED_ENTRIES: Final = 100_000
-INLINE_HASH_BYTES: Final = 1 << 20
-"""Objects smaller than this are hashed on the loop: a thread hop costs more than their sha256."""
+INLINE_HASH_BYTES: Final = 32 << 10
+"""Objects smaller than this are checked and encoded on the loop: a thread hop costs more."""
 RestoreMode = Literal["inline", "urls"]
 """`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
 
@@ -101,23 +102,38 @@ class Restorer:
         return root
 
     def restore_cached(
-        self, root: Any, *, holder: tuple[Token, ...], tenant: str | None, record: str
+        self,
+        root: Any,
+        *,
+        holder: tuple[Token, ...],
+        tenant: str | None,
+        record: str,
+        mode: RestoreMode = "inline",
     ) -> bool:
-        """Restore `root` in place from the cache alone, without waiting: True if it could.
+        """Restore `root` in place from the caches alone, without waiting: True if it could.
 
-        The fast path of listings read again and again: nothing is fetched, nothing is awaited.
+        The fast path of listings read again and again: nothing is fetched, nothing is awaited
+        (in "urls" mode: every URL still has half its life left).
         """
         live = self.live_refs(root, holder, tenant, record=record)
         if live is None:
             return True
         values: dict[tuple[str, str, str], str] = {}
+        now = time.monotonic()
         for ref in live.refs:
-            cached = self.values.get(ref.bucket, ref.key, ref.header)
+            if mode == "urls":
+                known = self._urls.get((ref.bucket, ref.key))
+                cached = known[0] if known is not None and known[1] > now else None
+                ident = (ref.bucket, ref.key, "")
+            else:
+                cached = self.values.get(ref.bucket, ref.key, ref.header)
+                ident = (ref.bucket, ref.key, ref.header)
             if cached is None:
                 return False
-            values[(ref.bucket, ref.key, ref.header)] = cached
+            values[ident] = cached
         self.stats.cache_hits += len(values)
-        self._apply(root, holder, live, values, lambda ref: ref.header)
+        header: Callable[[Ref], str] = (lambda ref: "") if mode == "urls" else (lambda ref: ref.header)
+        self._apply(root, holder, live, values, header)
         return True
 
     def forget(self, bucket: str, key: str) -> None:
@@ -220,21 +236,17 @@ class Restorer:
                 bucket=ref.bucket,
                 key=ref.key,
             )
-        digest = _sha256(data) if len(data) < INLINE_HASH_BYTES else await asyncio.to_thread(_sha256, data)
-        if digest != ref.sha256:
+        # Tiny objects are checked and encoded here; the others in a thread (hashlib and pybase64
+        # let go of the GIL, so the fetches' threads and this work share both cores).
+        work = functools.partial(_checked_text, [data], ref.sha256, ref.header)
+        del data  # the box in `work` holds the only reference: the bytes go as soon as they are encoded
+        value = work() if ref.size < INLINE_HASH_BYTES else await asyncio.to_thread(work)
+        if value is None:
             raise AttachmentIntegrityError(
                 f"bytes do not match the sha256 in the manifest of {record} ({ref.path})",
                 bucket=ref.bucket,
                 key=ref.key,
             )
-        if ref.header:
-            text = base64_buffer(ref.header, data)
-            del data  # the bytes go before the text is made: a big payload stays under 3x in memory
-            value = text.decode("ascii")
-            del text
-        else:
-            value = pybase64.b64encode_as_string(data)  # straight into the text: no bytes between
-            del data
         self.values.put(ref.bucket, ref.key, ref.header, value)
         return value
 
@@ -254,5 +266,14 @@ def place_holding(root: Any, ref: Ref) -> tuple[Any, Token] | None:
     return target if value[begin:end] == ref.url else None
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _checked_text(box: list[bytes], sha256: str, header: str) -> str | None:
+    """`header` + base64 of the bytes in `box` (taken out of it), or None when they do not hash
+    to `sha256`."""
+    data = box.pop()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return None
+    if not header:
+        return pybase64.b64encode_as_string(data)  # straight into the text: no bytes between
+    text = base64_buffer(header, data)
+    del data  # the bytes go before the text is made: a big payload stays under 3x in memory
+    return text.decode("ascii")

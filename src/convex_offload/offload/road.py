@@ -87,16 +87,14 @@ class Road:
         return kind.with_tree(row, tree)
 
     async def restore_all(self, kind: RecordKind, items: Sequence[tuple[Any, str | None, str]]) -> None:
-        """Restore many trees `(tree, tenant, record)` in place: from the cache without waiting where
-        possible (inline mode), the rest concurrently."""
+        """Restore many trees `(tree, tenant, record)` in place: from the caches without waiting where
+        possible, the rest concurrently."""
         pending = []
         for tree, tenant, record in items:
             if not kind.parts and not has_manifest(tree, kind.holder):
                 continue
-            if (
-                self.mode == "inline"
-                and not kind.parts
-                and self.offloader.restore_cached(tree, holder=kind.holder, tenant=tenant, record=record)
+            if not kind.parts and self.offloader.restore_cached(
+                tree, holder=kind.holder, tenant=tenant, record=record, mode=self.mode
             ):
                 continue
             pending.append(self.restore(kind, tree, tenant=tenant, record=record))
