@@ -9,7 +9,6 @@ one gc (verify finds no object that no record references). README "Guarantees" h
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -18,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.store.memory import merge_content
 from convex_offload.store.store import ConvexStore
 from media import b64, image_bytes
+from waiting import leases_expired
 
 CLI = str(Path(sys.executable).with_name("convex-offload"))
 LEASE_SECONDS = 3.0
@@ -133,22 +132,6 @@ def kill_at(world: World, operation: str, step: str, args: dict[str, Any]) -> No
     assert child.returncode == -signal.SIGKILL
 
 
-async def leases_expired(store: OffloadingStore) -> None:
-    """Wait until every lease and claim a dead process left has run out (its time is what gc waits for)."""
-    deadline = time.monotonic() + 30
-    while True:
-        now_ms = time.time() * 1000
-        live = [
-            r
-            async for r in store.registry.rows()
-            if r.state != "committed" and (r.expires_at_ms or 0) >= now_ms
-        ]
-        if not live:
-            return
-        assert time.monotonic() < deadline, f"leases never expired: {live}"
-        await asyncio.sleep(0.1)
-
-
 def cli(world: World, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [CLI, *args, "-c", str(world.config_path), "--json"],
@@ -164,7 +147,7 @@ def cli(world: World, *args: str) -> dict[str, Any]:
 
 async def fresh_gc_and_verify(world: World, store: OffloadingStore) -> dict[str, Any]:
     """What a fresh process finds: gc after the grace period, then `verify --deep`."""
-    await leases_expired(store)
+    await leases_expired(store, within=30)
     collected = cli(world, "gc", "--grace", "0s")
     checked = cli(world, "verify", "--deep", "--grace", "0s")
     assert checked["ok"], checked["problems"]
@@ -264,7 +247,7 @@ async def test_delete_killed_at(world: World, store: OffloadingStore, step: str)
 @pytest.mark.parametrize("step", ["gc:marked", "gc:swept 1"])
 async def test_gc_killed_at(world: World, store: OffloadingStore, step: str) -> None:
     await orphans_by_hand(store, 2, seed=400 + len(step))
-    await leases_expired(store)
+    await leases_expired(store, within=30)
     before = world.objects()
     kill_at(world, "gc", step, {})
     swept = len(before - world.objects())

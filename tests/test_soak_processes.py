@@ -9,7 +9,6 @@ operations) for the long run. Prints the seeds and the counts.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.devservers.localstack import LocalStack
 from convex_offload.offload.operations import verify
 from testkit.faultproxy import INTERNAL_ERROR, SLOW_DOWN, Fault, FaultProxy
+from waiting import leases_expired
 
 OPS = int(os.environ.get("CONVEX_OFFLOAD_SOAK_PROCESS_OPS", "60"))
 SEED = int(os.environ.get("CONVEX_OFFLOAD_SOAK_SEED", "20261201"))
@@ -76,21 +76,6 @@ def finish(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     assert process.returncode == 0, f"a soak worker failed (exit {process.returncode}): {process.args!r}"
     answer: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return answer
-
-
-async def leases_expired(store: OffloadingStore) -> None:
-    deadline = time.monotonic() + LEASE_SECONDS + 60
-    while True:
-        now_ms = time.time() * 1000
-        live = [
-            r
-            async for r in store.registry.rows()
-            if r.state != "committed" and (r.expires_at_ms or 0) >= now_ms
-        ]
-        if not live:
-            return
-        assert time.monotonic() < deadline, f"leases never expired: {live[:3]}"
-        await asyncio.sleep(0.2)
 
 
 async def test_many_processes_with_faults_lose_nothing(localstack: LocalStack, tmp_path: Path) -> None:
@@ -154,7 +139,7 @@ async def test_many_processes_with_faults_lose_nothing(localstack: LocalStack, t
             dangling = [p for p in during.problems if p.kind in ("missing", "corrupt", "size")]
             assert not wrong, f"{len(wrong)} messages hold something never written: {wrong[:5]}"
             assert during.ok, during.problems
-            await leases_expired(reader)
+            await leases_expired(reader, within=LEASE_SECONDS + 60)
             await reader.lifecycle.gc(grace=timedelta(0))
             after = await verify(reader, deep=True, grace=timedelta(0))
             assert after.ok, after.problems

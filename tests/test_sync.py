@@ -161,3 +161,18 @@ def test_errors_keep_their_types_and_a_closed_store_refuses_calls(local_convex: 
     store.close()  # closing twice is harmless
     with pytest.raises(InvalidInputError, match="closed"):
         store.memory.get_thread_by_id(thread.id)
+
+
+def test_the_blocking_vector_store_and_cache_work_on_the_real_server(local_convex: LocalConvex) -> None:
+    index = f"sync_{uuid.uuid4().hex[:8]}"
+    with SyncConvexVector(local_convex.url, local_convex.admin_key) as vectors:
+        vectors.create_index(index, 3)
+        ids = vectors.upsert(index, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], ids=["a", "b"])
+        assert ids == ["a", "b"]
+        [best] = vectors.query(index, [0.9, 0.1, 0.0], top_k=1)
+        assert best.id == "a"
+    with SyncConvexServerCache(
+        local_convex.url, local_convex.admin_key, key_prefix=f"sync-{index}:"
+    ) as cache:
+        cache.set("k", {"v": 1})
+        assert cache.get("k") == {"v": 1}

@@ -362,7 +362,29 @@ class SyncOffloadingStore(_SyncStoreBase):
         return SyncRecords(self._portal, self.store.records(kind))
 
 
-class SyncConvexVector(Blocking):
+class _SyncClient(Blocking):
+    """A blocking twin of one of the client owners (`ConvexVector`, the caches): made with the async
+    class's own arguments, closed with `close()` or `with`."""
+
+    _builds: Callable[..., Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        portal = Portal()
+        build = type(self)._builds
+        super().__init__(portal, portal.run(_make(lambda: build(*args, **kwargs))))
+
+    def close(self) -> None:
+        """Close the client and stop the portal's thread."""
+        _close_owner(self._portal, self._inner)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncConvexVector(_SyncClient):
     """`ConvexVector`, blocking (`SyncConvexVector(url, admin_key)`; close it with `close()`)."""
 
     create_index = blocking(ConvexVector.create_index)
@@ -376,22 +398,10 @@ class SyncConvexVector(Blocking):
     delete_vector = blocking(ConvexVector.delete_vector)
     delete_vectors = blocking(ConvexVector.delete_vectors)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        portal = Portal()
-        super().__init__(portal, portal.run(_make(lambda: ConvexVector(*args, **kwargs))))
-
-    def close(self) -> None:
-        """Close the client and stop the portal's thread."""
-        _close_owner(self._portal, self._inner)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    _builds = ConvexVector
 
 
-class SyncConvexServerCache(Blocking):
+class SyncConvexServerCache(_SyncClient):
     """`ConvexServerCache`, blocking (same arguments; close it with `close()`)."""
 
     get = blocking(ConvexServerCache.get)
@@ -403,22 +413,10 @@ class SyncConvexServerCache(Blocking):
     list_push = blocking(ConvexServerCache.list_push)
     list_from_to = blocking(ConvexServerCache.list_from_to)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        portal = Portal()
-        super().__init__(portal, portal.run(_make(lambda: ConvexServerCache(*args, **kwargs))))
-
-    def close(self) -> None:
-        """Close the client and stop the portal's thread."""
-        _close_owner(self._portal, self._inner)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    _builds = ConvexServerCache
 
 
-class SyncConvexNativeVector(Blocking):
+class SyncConvexNativeVector(_SyncClient):
     """`ConvexNativeVector`, blocking (same arguments; close it with `close()`)."""
 
     create_index = blocking(ConvexNativeVector.create_index)
@@ -431,19 +429,7 @@ class SyncConvexNativeVector(Blocking):
     delete_vectors = blocking(ConvexNativeVector.delete_vectors)
     delete_index = blocking(ConvexNativeVector.delete_index)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        portal = Portal()
-        super().__init__(portal, portal.run(_make(lambda: ConvexNativeVector(*args, **kwargs))))
-
-    def close(self) -> None:
-        """Close the client and stop the portal's thread."""
-        _close_owner(self._portal, self._inner)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    _builds = ConvexNativeVector
 
 
 async def _make(build: Callable[[], R]) -> R:
