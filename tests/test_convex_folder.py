@@ -7,6 +7,7 @@ until convex/ has it; a deliberately incomplete copy of convex/ shows that they 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -210,3 +211,19 @@ def test_ts_create_task_succeeds(ts: TsMastra, uid: Callable[[str], str]) -> Non
 
 def test_ts_list_installations_succeeds(ts: TsMastra, uid: Callable[[str], str]) -> None:
     assert ts.call("channels", "listInstallations", uid("platform")) == []
+
+
+def test_the_generated_api_names_every_module_of_the_folder() -> None:
+    folder = Path(__file__).parent.parent / "convex"
+    modules = {
+        path.relative_to(folder).with_suffix("").as_posix()
+        for path in folder.rglob("*.ts")
+        if "_generated" not in path.parts and "node_modules" not in path.parts and path.name != "schema.ts"
+    }
+    api = (folder / "_generated" / "api.ts").read_text()
+    named = set(re.findall(r'^  "([^"]+)": typeof', api, re.MULTILINE))
+    imported = set(re.findall(r'from "\.\./([^"]+)";', api))
+    assert named == modules, (
+        "convex/_generated/api.ts lists the folder's modules (as `npx convex codegen` would)"
+    )
+    assert imported == modules

@@ -8,7 +8,7 @@
 import { ConvexError, v } from "convex/values";
 import { mastraStorage } from "@mastra/convex/server";
 import { internalMutation } from "../_generated/server";
-import { catalog, findRecord, kindOfTable } from "./kinds";
+import { catalog, findRecord, kindOfTable } from "./catalog";
 import { beingDeleted, keepsAlive, objectId, objectKey, objectRef, rowsOf, unreferenced } from "./refs";
 
 type StorageHandler = (ctx: unknown, request: unknown) => Promise<{ ok?: boolean; result?: unknown; error?: string }>;

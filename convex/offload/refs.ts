@@ -3,7 +3,7 @@
 import { v } from "convex/values";
 import type { Doc } from "../_generated/dataModel";
 import { internalMutation, internalQuery, type QueryCtx } from "../_generated/server";
-import { catalog, findRecord, ownerRecord, recordRefs } from "./kinds";
+import { catalog, findRecord, ownerRecord, recordRefs } from "./catalog";
 
 export const objectRef = v.object({
   bucket: v.string(),

@@ -1,10 +1,10 @@
 // Read-only passes over the stored records, for the garbage collector, `verify`, `stats` and
 // `migrate`: one page of a kind's records at a time, answering per record its size and the objects
-// its manifests reference, never the records themselves. The kind comes with the call (kinds.ts).
+// its manifests reference, never the records themselves. The kind comes with the call (catalog.ts).
 import { v } from "convex/values";
 import { getDocumentSize } from "convex/values";
 import { internalQuery } from "../_generated/server";
-import { catalog, kindNamed, pageOf, recordRefs } from "./kinds";
+import { catalog, kindNamed, pageOf, recordRefs } from "./catalog";
 
 const refShape = v.object({ bucket: v.string(), key: v.string(), size: v.number(), sha256: v.string() });
 

@@ -1,7 +1,7 @@
 """Record kinds as data: what each stored table is, for offloading, restoring, gc, verify and migrate.
 
 One description per table (`kinds.json`, package data), read here and sent with every scan,
-reconciliation and guarded write to the Convex functions (`convex/offload/kinds.ts`), so Python
+reconciliation and guarded write to the Convex functions (`convex/offload/catalog.ts`), so Python
 and Convex always read the same description. A kind says:
 
 - `name`: how errors name its records (`message m1`); `table`: the Mastra table name requests use
