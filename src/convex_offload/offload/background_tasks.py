@@ -15,9 +15,9 @@ from typing import Any
 from convex_offload.convex.values import check_value
 from convex_offload.offload.merge import Outcome
 from convex_offload.offload.road import Road
-from convex_offload.offload.transaction import Change, Write, stored_row, whole_record
+from convex_offload.offload.transaction import Change, Write
 from convex_offload.store.background_tasks import TABLE_BACKGROUND_TASKS, BackgroundTaskStore, task_filter_of
-from convex_offload.store.db import delete_many_request, insert_request, patch_request
+from convex_offload.store.db import patch_request
 from convex_offload.store.models_background_tasks import (
     BackgroundTask,
     TaskFilter,
@@ -40,15 +40,12 @@ class OffloadingBackgroundTasks:
 
     async def create_task(self, task: BackgroundTask | Mapping[str, Any]) -> None:
         """Store a task (an existing one with the same id is overwritten), offloading its payloads."""
-        kind, row = self._tasks, validated(BackgroundTask, task, "background task").to_row()
-        changes = whole_record(kind, row["id"], row)
+        row = validated(BackgroundTask, task, "background task").to_row()
 
-        def requests(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-            stored = stored_row(kind, row, changes, outcomes)
+        def check(stored: dict[str, Any]) -> None:
             check_value(stored, where="background task", top_level_record=True)
-            return [insert_request(TABLE_BACKGROUND_TASKS, stored)]
 
-        await self._road.write(Write(changes, requests, release=[kind.owner(row["id"])]))
+        await self._road.replace(self._tasks, row["id"], row, check=check)
 
     async def update_task(self, task_id: str, update: TaskUpdate | Mapping[str, Any]) -> bool:
         """Change the fields `update` gives, offloading new payloads; False when no such task exists."""
@@ -92,7 +89,7 @@ class OffloadingBackgroundTasks:
 
     async def delete_task(self, task_id: str) -> None:
         """Delete a task, and every attachment no other record references."""
-        await self._delete([task_id])
+        await self._road.delete(self._tasks, [task_id])
 
     async def delete_tasks(
         self, task_filter: TaskFilter | Mapping[str, Any] | None = None, /, **filters: Any
@@ -102,7 +99,7 @@ class OffloadingBackgroundTasks:
         if wanted.is_empty_for_delete():
             return
         listed = await self.inner.list_tasks(wanted)
-        await self._delete([task.id for task in listed.tasks])
+        await self._road.delete(self._tasks, [task.id for task in listed.tasks])
 
     async def get_running_count(self) -> int:
         """How many tasks are running, across every agent."""
@@ -115,13 +112,6 @@ class OffloadingBackgroundTasks:
     async def dangerously_clear_all(self) -> None:
         """Delete every task (their objects are left to `gc`)."""
         await self.inner.dangerously_clear_all()
-
-    async def _delete(self, task_ids: Sequence[str]) -> None:
-        if not task_ids:
-            return
-        requests = [delete_many_request(TABLE_BACKGROUND_TASKS, task_ids)]
-        release = [self._tasks.owner(task_id) for task_id in task_ids]
-        await self._road.write(Write(requests=lambda _: requests, release=release))
 
     async def _restored(self, task: BackgroundTask) -> BackgroundTask:
         trees = {"args": task.args, "result": task.result, "suspend_payload": task.suspend_payload}

@@ -19,7 +19,6 @@ from convex_offload.store.db import (
     TABLE_MESSAGES,
     TABLE_RESOURCES,
     TABLE_THREADS,
-    delete_many_request,
     insert_request,
 )
 from convex_offload.store.memory import (
@@ -139,7 +138,7 @@ class OffloadingMemory(ObservationalMemoryStore):
             self._threads,
             dict(thread.metadata or {}),
             tenant=thread.resource_id,
-            record=f"thread {thread.id}",
+            record=self._threads.label(thread.id),
         )
         return thread.model_copy(update={"metadata": metadata})
 
@@ -260,16 +259,12 @@ class OffloadingMemory(ObservationalMemoryStore):
 
     async def delete_messages(self, message_ids: Sequence[str]) -> None:
         """Delete messages, and every attachment no other record references."""
-        if not message_ids:
-            return
-        requests = [delete_many_request(TABLE_MESSAGES, message_ids)]
-        release = [self._messages.owner(mid) for mid in message_ids]
-        await self._road.write(Write(requests=lambda _: requests, release=release))
+        await self._road.delete(self._messages, message_ids)
 
     async def _restored_messages(self, messages: list[Message]) -> list[Message]:
         """Restore each message's content in place (the models keep their content objects)."""
         await self._road.restore_all(
-            self._messages, [(m.content, m.resource_id, f"message {m.id}") for m in messages]
+            self._messages, [(m.content, m.resource_id, self._messages.label(m.id)) for m in messages]
         )
         return messages
 
@@ -329,7 +324,7 @@ class OffloadingMemory(ObservationalMemoryStore):
             return resource
         kind = self._resources
         tree = kind.tree_of({**resource.to_row(), "metadata": dict(resource.metadata or {})})
-        restored = await self._road.restore(kind, tree, tenant=resource.id, record=f"resource {resource.id}")
+        restored = await self._road.restore(kind, tree, tenant=resource.id, record=kind.label(resource.id))
         return resource.model_copy(
             update={"working_memory": restored.get("workingMemory"), "metadata": restored.get("metadata", {})}
         )

@@ -12,10 +12,8 @@ from typing import Any
 
 from convex_offload.errors import InvalidInputError
 from convex_offload.offload.kinds import RecordKind
-from convex_offload.offload.merge import Outcome
 from convex_offload.offload.road import Road
-from convex_offload.offload.transaction import Write, stored_row, whole_record
-from convex_offload.store.db import StorageDB, delete_many_request, insert_request
+from convex_offload.store.db import StorageDB
 
 
 class OffloadedRecords:
@@ -35,31 +33,15 @@ class OffloadedRecords:
         record_id = record.get(kind.id_field)
         if not isinstance(record_id, str) or not record_id:
             raise InvalidInputError(f"{kind.name} record: `{kind.id_field}` must be a non-empty string")
-        row = dict(record)
-        changes = whole_record(kind, record_id, row)
-
-        def requests(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-            return [insert_request(kind.table, stored_row(kind, row, changes, outcomes))]
-
-        await self._road.write(Write(changes, requests, release=[kind.owner(record_id)]))
+        await self._road.replace(kind, record_id, dict(record))
 
     async def get(self, record_id: str) -> dict[str, Any] | None:
         """The record with its payloads restored, or None."""
         row = await self.db.load(self.kind.table, {"id": record_id})
         if row is None:
             return None
-        tree = await self._road.restore(
-            self.kind,
-            self.kind.tree_of(row),
-            tenant=self.kind.tenant_of(row),
-            record=self.kind.label(record_id),
-        )
-        return self.kind.with_tree(row, tree)
+        return await self._road.restore_row(self.kind, row, record=self.kind.label(record_id))
 
     async def delete(self, record_ids: Sequence[str]) -> None:
         """Delete records, and every attachment no other record references."""
-        if not record_ids:
-            return
-        requests = [delete_many_request(self.kind.table, record_ids)]
-        release = [self.kind.owner(record_id) for record_id in record_ids]
-        await self._road.write(Write(requests=lambda _: requests, release=release))
+        await self._road.delete(self.kind, record_ids)

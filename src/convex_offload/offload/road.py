@@ -8,15 +8,17 @@ knows where the manifests are (the record's, and each part's).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from convex_offload.offload.kinds import RecordKind, RecordKinds
 from convex_offload.offload.manifest import MANIFEST_KEY
+from convex_offload.offload.merge import Outcome
 from convex_offload.offload.offloader import Offloader
 from convex_offload.offload.restorer import RestoreMode
-from convex_offload.offload.transaction import Write, WriteResult, WriteTransaction
+from convex_offload.offload.transaction import Write, WriteResult, WriteTransaction, stored_row, whole_record
 from convex_offload.offload.tree import get_at
+from convex_offload.store.db import delete_many_request, insert_request
 
 
 class Road:
@@ -50,6 +52,34 @@ class Road:
     async def write(self, write: Write) -> WriteResult:
         """Run a write through the one write transaction."""
         return await self.transaction.run(write)
+
+    async def replace(
+        self,
+        kind: RecordKind,
+        record_id: str,
+        row: Mapping[str, Any],
+        *,
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Create or replace a whole row of `kind`, offloading its payloads; the references it held
+        before (its parts' too) go. `check` sees the row as it will be stored."""
+        changes = whole_record(kind, record_id, row)
+
+        def requests(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+            stored = stored_row(kind, row, changes, outcomes)
+            if check is not None:
+                check(stored)
+            return [insert_request(kind.table, stored)]
+
+        await self.write(Write(changes, requests, release=[kind.owner(record_id)]))
+
+    async def delete(self, kind: RecordKind, record_ids: Sequence[str]) -> None:
+        """Delete records of `kind`, and every attachment no other record references."""
+        if not record_ids:
+            return
+        requests = [delete_many_request(kind.table, record_ids)]
+        release = [kind.owner(record_id) for record_id in record_ids]
+        await self.write(Write(requests=lambda _: requests, release=release))
 
     async def restore(self, kind: RecordKind, tree: Any, *, tenant: str | None, record: str) -> Any:
         """Restore a record's tree in place (its parts, then its own manifest); returns the tree."""

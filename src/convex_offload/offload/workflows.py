@@ -16,7 +16,7 @@ from convex_offload.offload.manifest import MANIFEST_KEY, build_manifest
 from convex_offload.offload.merge import Outcome, refs_of
 from convex_offload.offload.road import Road
 from convex_offload.offload.transaction import Change, Write
-from convex_offload.store.db import TABLE_WORKFLOW_SNAPSHOT, delete_many_request, insert_request
+from convex_offload.store.db import TABLE_WORKFLOW_SNAPSHOT, insert_request
 from convex_offload.store.models import WorkflowRun, WorkflowRunsPage, now, safely_parse_json
 from convex_offload.store.paging import PerPage
 from convex_offload.store.workflows import (
@@ -109,9 +109,7 @@ class OffloadingWorkflows:
 
     async def delete_workflow_run_by_id(self, run_id: str, workflow_name: str) -> None:
         """Delete a run, and every attachment no other record references."""
-        record_id = workflow_run_id(workflow_name, run_id)
-        requests = [delete_many_request(TABLE_WORKFLOW_SNAPSHOT, [record_id])]
-        await self._road.write(Write(requests=lambda _: requests, release=[self._runs.owner(record_id)]))
+        await self._road.delete(self._runs, [workflow_run_id(workflow_name, run_id)])
 
     async def update_workflow_results(
         self, workflow_name: str, run_id: str, step_id: str, result: Any, request_context: Mapping[str, Any]
