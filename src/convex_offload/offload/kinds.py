@@ -36,6 +36,7 @@ from convex_offload.convex.values import dumps
 from convex_offload.errors import RecordKindError
 from convex_offload.offload.manifest import MANIFEST_KEY
 from convex_offload.offload.scan import BYTES_FIELDS
+from convex_offload.offload.tree import get_at
 
 FieldEncoding = Literal["json", "value"]
 _RESOURCE: Final = "kinds.json"
@@ -111,6 +112,12 @@ class RecordKind(BaseModel):
         """The fields migrate compares before rewriting a record."""
         return (self.guard,) if isinstance(self.guard, str) else self.guard
 
+    @property
+    def scanned_table(self) -> str:
+        """How scans, reports and migrate's state name this kind's table: its Convex table, or
+        for the `documents` layout (one Convex table for many kinds) its Mastra table."""
+        return self.storage.table if self.storage.layout == "typed" else self.table
+
     def owner(self, record_id: str) -> str:
         """The owner id of a record's references: `<table>:<id>`."""
         return f"{self.table}:{record_id}"
@@ -169,9 +176,7 @@ class RecordKind(BaseModel):
         """The parts of a tree that carry manifests of their own, by part key."""
         if self.parts is None:
             return {}
-        node = tree
-        for token in self.parts.under:
-            node = node.get(token) if isinstance(node, dict) else None
+        node = get_at(tree, self.parts.under)
         if not isinstance(node, dict):
             return {}
         return {key: part for key, part in node.items() if isinstance(part, dict) and MANIFEST_KEY in part}

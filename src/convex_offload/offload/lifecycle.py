@@ -154,7 +154,7 @@ class Lifecycle:
             page = await self.scan_page(kind, cursor, page_size)
             for item in page["page"]:
                 yield RecordInfo(
-                    table=kind.storage.table if kind.storage.layout == "typed" else kind.table,
+                    table=kind.scanned_table,
                     id=item["id"],
                     size=int(item["size"]),
                     inline=bool(item["inline"]),

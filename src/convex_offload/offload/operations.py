@@ -265,7 +265,7 @@ async def migrate(
     state = MigrationState(state_path)
     kinds = [store.kinds.for_table(t) for t in tables] if tables is not None else list(store.kinds)
     for kind in kinds:
-        table = _table_label(kind)
+        table = kind.scanned_table
         if table in state.done:
             continue
         cursor = state.cursors.get(table)
@@ -300,7 +300,7 @@ async def migrate(
 async def _migrate_record(
     store: OffloadingStore, kind: RecordKind, record_id: str, *, dry_run: bool, report: MigrateReport
 ) -> None:
-    where = f"{_table_label(kind)}:{record_id}"
+    where = f"{kind.scanned_table}:{record_id}"
     try:
         row = await store.store.db.load(kind.table, {"id": record_id})
         if row is None:
@@ -349,8 +349,3 @@ async def _migrate_record(
     except ConvexOffloadError as exc:
         report.failed += 1
         report.errors.append(f"{where}: {type(exc).__name__}: {exc}")
-
-
-def _table_label(kind: RecordKind) -> str:
-    """How migrate's state file and reports name a kind's table."""
-    return kind.storage.table if kind.storage.layout == "typed" else kind.table
