@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -39,6 +39,8 @@ INLINE_HASH_BYTES: Final = 32 << 10
 """Objects smaller than this are checked and encoded on the loop: a thread hop costs more."""
 RestoreMode = Literal["inline", "urls"]
 """`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
+ValueKey = tuple[str, str, str]
+"""(bucket, key, header): one restored value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +91,12 @@ class Restorer:
         live = self.live_refs(root, holder, tenant, record=record)
         if live is None:
             return root
-
-        def mode_key(ref: Ref) -> str:
-            return ref.header if mode == "inline" else ""
-
-        wanted: dict[tuple[str, str, str], Ref] = {}
+        wanted: dict[ValueKey, Ref] = {}
         for ref in live.refs:
-            wanted.setdefault((ref.bucket, ref.key, mode_key(ref)), ref)
+            wanted.setdefault(_value_key(ref, mode), ref)
         fetched = await asyncio.gather(*(self._value(r, mode, record) for r in wanted.values()))
         values = dict(zip(wanted, fetched, strict=True))
-        self._apply(root, holder, live, values, mode_key)
+        self._apply(root, holder, live, values, mode)
         return root
 
     def restore_cached(
@@ -118,22 +116,19 @@ class Restorer:
         live = self.live_refs(root, holder, tenant, record=record)
         if live is None:
             return True
-        values: dict[tuple[str, str, str], str] = {}
+        values: dict[ValueKey, str] = {}
         now = time.monotonic()
         for ref in live.refs:
             if mode == "urls":
                 known = self._urls.get((ref.bucket, ref.key))
                 cached = known[0] if known is not None and known[1] > now else None
-                ident = (ref.bucket, ref.key, "")
             else:
                 cached = self.values.get(ref.bucket, ref.key, ref.header)
-                ident = (ref.bucket, ref.key, ref.header)
             if cached is None:
                 return False
-            values[ident] = cached
+            values[_value_key(ref, mode)] = cached
         self.stats.cache_hits += len(values)
-        header: Callable[[Ref], str] = (lambda ref: "") if mode == "urls" else (lambda ref: ref.header)
-        self._apply(root, holder, live, values, header)
+        self._apply(root, holder, live, values, mode)
         return True
 
     def forget(self, bucket: str, key: str) -> None:
@@ -178,8 +173,8 @@ class Restorer:
         root: Any,
         holder: tuple[Token, ...],
         live: LiveRefs,
-        values: dict[tuple[str, str, str], str],
-        mode_key: Callable[[Ref], str],
+        values: Mapping[ValueKey, str],
+        mode: RestoreMode,
     ) -> None:
         # Splice embedded refs from the end of their string, so earlier spans stay valid.
         order = sorted(
@@ -188,7 +183,7 @@ class Restorer:
         for index in order:
             ref = live.refs[index]
             container, slot = live.places[index]
-            replacement = values[(ref.bucket, ref.key, mode_key(ref))]
+            replacement = values[_value_key(ref, mode)]
             if ref.span is None:
                 container[slot] = replacement
             else:
@@ -249,6 +244,11 @@ class Restorer:
             )
         self.values.put(ref.bucket, ref.key, ref.header, value)
         return value
+
+
+def _value_key(ref: Ref, mode: RestoreMode) -> ValueKey:
+    """What a restored value depends on: inline, the object and its header; a URL, the object."""
+    return (ref.bucket, ref.key, ref.header if mode == "inline" else "")
 
 
 def place_holding(root: Any, ref: Ref) -> tuple[Any, Token] | None:

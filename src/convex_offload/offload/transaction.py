@@ -176,11 +176,10 @@ class WriteTransaction:
         plans: list[PlannedTree | None] = list(
             await asyncio.gather(*(self._plan(change) for change in write.changes))
         )
+        offloaded = [p for plan in plans if plan is not None for p in plan.offloaded()]
         objects: dict[ObjectKey, PlannedObject] = {}
-        for plan in plans:
-            for p in plan.offloaded() if plan is not None else ():
-                objects.setdefault(p.ident, p)
-        moved = sum(len(plan.offloaded()) for plan in plans if plan is not None)
+        for p in offloaded:
+            objects.setdefault(p.ident, p)
         if write.only_if_offloading and not objects:
             return WriteResult(written=False)
         lease = _Lease(uuid.uuid4().hex)
@@ -211,15 +210,15 @@ class WriteTransaction:
         for refs in owners.values():
             for ref in refs:
                 self.offloader.uploader.remember(ref.ident)
-        self._remember_values(plans)
+        self._remember_values(offloaded)
         await self._step("write:written")
         await self.lifecycle.delete_unreferenced(answer.released)
         return WriteResult(
             written=True,
             results=list(answer.results),
             outcomes=outcomes,
-            payloads=moved,
-            payload_bytes=sum(p.prepared.size for plan in plans if plan for p in plan.offloaded()),
+            payloads=len(offloaded),
+            payload_bytes=sum(p.prepared.size for p in offloaded),
         )
 
     # --- the steps ----------------------------------------------------------------------------
@@ -347,15 +346,14 @@ class WriteTransaction:
         except ConvexOffloadError as exc:
             logger.warning("could not release the leases of a failed write (gc will): %s", exc)
 
-    def _remember_values(self, plans: Sequence[PlannedTree | None]) -> None:
+    def _remember_values(self, offloaded: Sequence[PlannedObject]) -> None:
         """The payloads just written are the values a read of them restores: cache them, so a read
         right after the write (the caller's own, or one racing another writer) fetches nothing."""
         values = self.offloader.restorer.values
-        for plan in plans:
-            for p in plan.offloaded() if plan is not None else ():
-                c = p.candidate
-                text = c.text[c.span[0] : c.span[1]] if c.span is not None else c.text
-                values.put(p.bucket, p.key, c.header, text)
+        for p in offloaded:
+            c = p.candidate
+            text = c.text[c.span[0] : c.span[1]] if c.span is not None else c.text
+            values.put(p.bucket, p.key, c.header, text)
 
     def _object_refs(self, refs: Sequence[Ref], tenant: str | None) -> list[ObjectRef]:
         scope = self.offloader.tenant_scope(tenant)
