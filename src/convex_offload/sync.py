@@ -37,13 +37,12 @@ from convex_offload.store.memory import MemoryStore
 from convex_offload.store.native_vector import ConvexNativeVector
 from convex_offload.store.schedules import ScheduleStore
 from convex_offload.store.scores import ScoreStore
-from convex_offload.store.store import ConvexStore
+from convex_offload.store.store import DOMAIN_ATTRIBUTES, ConvexStore, DomainName
 from convex_offload.store.vectors import ConvexVector
 from convex_offload.store.workflows import WorkflowStore
 
 P = ParamSpec("P")
 R = TypeVar("R")
-DomainName = Literal["memory", "workflows", "scores", "backgroundTasks", "schedules", "channels"]
 
 
 class Portal:
@@ -282,15 +281,8 @@ class _SyncStoreBase:
     def get_store(self, name: Literal["channels"]) -> SyncChannels: ...
     def get_store(self, name: DomainName) -> SyncDomain:
         """A domain by name, as TypeScript's `storage.getStore(name)`."""
-        domains: dict[str, SyncDomain] = {
-            "memory": self.memory,
-            "workflows": self.workflows,
-            "scores": self.scores,
-            "backgroundTasks": self.background_tasks,
-            "schedules": self.schedules,
-            "channels": self.channels,
-        }
-        return domains[name]
+        domain: SyncDomain = getattr(self, DOMAIN_ATTRIBUTES[name])
+        return domain
 
     def close(self) -> None:
         """Close the store's connections (and buckets) and stop the portal's thread (not for views)."""
@@ -317,13 +309,9 @@ class SyncConvexStore(_SyncStoreBase):
         *,
         client: ConvexClient | None = None,
     ) -> None:
-        portal = Portal()
-        try:
-            self.store: ConvexStore = portal.run(_make(lambda: ConvexStore(url, admin_key, client=client)))
-        except BaseException:
-            portal.close()
-            raise
-        super().__init__(portal, self.store, owns=True)
+        portal, store = _on_new_portal(lambda: ConvexStore(url, admin_key, client=client))
+        self.store: ConvexStore = store
+        super().__init__(portal, store, owns=True)
 
     def __repr__(self) -> str:
         return f"SyncConvexStore({self.store!r})"
@@ -342,12 +330,7 @@ class SyncOffloadingStore(_SyncStoreBase):
     @classmethod
     def connect(cls, config: OffloadConfig, **kwargs: Any) -> SyncOffloadingStore:
         """Open the store for `config.convex_url` / `config.convex_admin_key`."""
-        portal = Portal()
-        try:
-            store = portal.run(_make(lambda: OffloadingStore.connect(config, **kwargs)))
-        except BaseException:
-            portal.close()
-            raise
+        portal, store = _on_new_portal(lambda: OffloadingStore.connect(config, **kwargs))
         return cls(store, portal)
 
     def __repr__(self) -> str:
@@ -369,9 +352,8 @@ class _SyncClient(Blocking):
     _builds: Callable[..., Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        portal = Portal()
         build = type(self)._builds
-        super().__init__(portal, portal.run(_make(lambda: build(*args, **kwargs))))
+        super().__init__(*_on_new_portal(lambda: build(*args, **kwargs)))
 
     def close(self) -> None:
         """Close the client and stop the portal's thread."""
@@ -432,9 +414,19 @@ class SyncConvexNativeVector(_SyncClient):
     _builds = ConvexNativeVector
 
 
-async def _make(build: Callable[[], R]) -> R:
-    """Build an async object on the portal's loop (its locks and clients belong to that loop)."""
-    return build()
+def _on_new_portal(build: Callable[[], R]) -> tuple[Portal, R]:
+    """A new portal and an async object built on its loop (its locks and clients belong to that
+    loop); the portal is closed again if building fails."""
+
+    async def made() -> R:
+        return build()
+
+    portal = Portal()
+    try:
+        return portal, portal.run(made())
+    except BaseException:
+        portal.close()
+        raise
 
 
 def _close_owner(portal: Portal, inner: Any) -> None:

@@ -34,7 +34,7 @@ from convex_offload.offload.workflows import OffloadingWorkflows
 from convex_offload.store.channels import ChannelStore
 from convex_offload.store.schedules import ScheduleStore
 from convex_offload.store.scores import ScoreStore
-from convex_offload.store.store import ConvexStore, DomainName
+from convex_offload.store.store import DOMAIN_ATTRIBUTES, ConvexStore, DomainName
 
 OffloadingDomain = (
     OffloadingMemory
@@ -134,15 +134,8 @@ class OffloadingStore(AsyncClosing):
     async def get_store(self, name: Literal["channels"]) -> ChannelStore: ...
     async def get_store(self, name: DomainName) -> OffloadingDomain:
         """A domain by name, as TypeScript's `storage.getStore(name)`."""
-        domains: dict[str, OffloadingDomain] = {
-            "memory": self.memory,
-            "workflows": self.workflows,
-            "scores": self.scores,
-            "backgroundTasks": self.background_tasks,
-            "schedules": self.schedules,
-            "channels": self.channels,
-        }
-        return domains[name]
+        domain: OffloadingDomain = getattr(self, DOMAIN_ATTRIBUTES[name])
+        return domain
 
     async def aclose(self) -> None:
         """Close the buckets and the wrapped store (not for views)."""

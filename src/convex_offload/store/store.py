@@ -3,7 +3,8 @@ Convex deployment."""
 
 from __future__ import annotations
 
-from typing import Literal, overload
+from collections.abc import Mapping
+from typing import Final, Literal, overload
 
 from pydantic import SecretStr
 
@@ -19,6 +20,15 @@ from convex_offload.store.workflows import WorkflowStore
 
 DomainName = Literal["memory", "workflows", "scores", "backgroundTasks", "schedules", "channels"]
 Domain = MemoryStore | WorkflowStore | ScoreStore | BackgroundTaskStore | ScheduleStore | ChannelStore
+DOMAIN_ATTRIBUTES: Final[Mapping[DomainName, str]] = {
+    "memory": "memory",
+    "workflows": "workflows",
+    "scores": "scores",
+    "backgroundTasks": "background_tasks",
+    "schedules": "schedules",
+    "channels": "channels",
+}
+"""Each domain's TypeScript name (`getStore(name)`) and the attribute that holds it, in every store."""
 
 
 class ConvexStore(ClientOwner):
@@ -62,12 +72,5 @@ class ConvexStore(ClientOwner):
     async def get_store(self, name: Literal["channels"]) -> ChannelStore: ...
     async def get_store(self, name: DomainName) -> Domain:
         """A domain by name, as TypeScript's `storage.getStore(name)`."""
-        domains: dict[str, Domain] = {
-            "memory": self.memory,
-            "workflows": self.workflows,
-            "scores": self.scores,
-            "backgroundTasks": self.background_tasks,
-            "schedules": self.schedules,
-            "channels": self.channels,
-        }
-        return domains[name]
+        domain: Domain = getattr(self, DOMAIN_ATTRIBUTES[name])
+        return domain
