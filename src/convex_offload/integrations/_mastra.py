@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ Store = OffloadingStore | ConvexStore
 """Either store: the bridges only use its `memory` domain."""
 
 FORMAT_VERSION: Final = 1
+URL_SCHEME: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:", re.ASCII)
+"""A URL's scheme (`https:`, `data:`): what tells a URL from raw base64 in a file part."""
 _ID_NAMESPACE: Final = uuid.UUID("4f7a52c1-5b8e-4c1e-9a43-7d0e8f2b6c11")
 _MILLISECOND: Final = timedelta(milliseconds=1)
 

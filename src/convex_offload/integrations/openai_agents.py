@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -34,6 +33,7 @@ from typing import Any, Final, cast
 
 from convex_offload.errors import InvalidInputError, MissingDependencyError
 from convex_offload.integrations._mastra import (
+    URL_SCHEME,
     Link,
     Mismatch,
     Store,
@@ -46,6 +46,7 @@ from convex_offload.integrations._mastra import (
     record_of,
     stored_messages,
 )
+from convex_offload.offload.scan import DATA_URL_HEADER
 from convex_offload.store.models import Message, OrderBy
 
 try:
@@ -61,8 +62,6 @@ METADATA_KEY: Final = "openaiAgents"
 
 _ROLES: Final = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 _TEXT_TYPES: Final = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
-_DATA_URL = re.compile(r"data:([^,;]*)((?:;[^,;]*)*);base64,", re.ASCII)
-_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:", re.ASCII)
 
 
 class MastraSession:
@@ -112,19 +111,7 @@ class MastraSession:
                 calls[str(item.get("call_id"))] = item
         times = created_times([None] * len(messages), await self._last_time())
         await ensure_thread(self.store, self.session_id, self.resource_id)
-        await self.store.memory.save_messages(
-            [
-                Message(
-                    id=str(uuid.uuid4()),
-                    role=role,
-                    content=content,
-                    created_at=when,
-                    thread_id=self.session_id,
-                    resource_id=self.resource_id,
-                )
-                for (role, content), when in zip(messages, times, strict=True)
-            ]
-        )
+        await self._save(messages, times)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the latest item (None for an empty session).
@@ -138,20 +125,7 @@ class MastraSession:
                 continue
             if len(items) > 1:
                 rest = [item_to_mastra(item, _calls_in(items)) for item in items[:-1]]
-                times = created_times([message.created_at] * len(rest), None)
-                await self.store.memory.save_messages(
-                    [
-                        Message(
-                            id=str(uuid.uuid4()),
-                            role=role,
-                            content=content,
-                            created_at=when,
-                            thread_id=self.session_id,
-                            resource_id=self.resource_id,
-                        )
-                        for (role, content), when in zip(rest, times, strict=True)
-                    ]
-                )
+                await self._save(rest, created_times([message.created_at] * len(rest), None))
             await self.store.memory.delete_messages([message.id])
             return items[-1]
         return None
@@ -161,6 +135,22 @@ class MastraSession:
         stored = await stored_messages(self.store, self.session_id)
         if stored:
             await self.store.memory.delete_messages([m.id for m in stored])
+
+    async def _save(self, messages: Sequence[tuple[str, dict[str, Any]]], times: Sequence[datetime]) -> None:
+        """Save (role, content) pairs as new messages of the session, created at `times`."""
+        await self.store.memory.save_messages(
+            [
+                Message(
+                    id=str(uuid.uuid4()),
+                    role=role,
+                    content=content,
+                    created_at=when,
+                    thread_id=self.session_id,
+                    resource_id=self.resource_id,
+                )
+                for (role, content), when in zip(messages, times, strict=True)
+            ]
+        )
 
     async def _items(self) -> list[tuple[Message, list[TResponseInputItem]]]:
         return _read(await stored_messages(self.store, self.session_id))
@@ -263,11 +253,11 @@ def _message_parts(tree: dict[str, Any], parts: list[dict[str, Any]], links: lis
 
 def _file_part(data: str, filename: Any) -> dict[str, Any]:
     part: dict[str, Any] = {"type": "file", "data": data}
-    header = _DATA_URL.match(data)
+    header = DATA_URL_HEADER.match(data)
     mime = header.group(1) if header else None
     if not mime and isinstance(filename, str):
         mime = mimetypes.guess_type(filename)[0]
-    if not mime and header is None and _SCHEME.match(data):
+    if not mime and header is None and URL_SCHEME.match(data):
         mime = mimetypes.guess_type(data)[0]
     if mime:
         part["mimeType"] = mime
@@ -336,7 +326,7 @@ def _from_parts(message: Message) -> list[dict[str, Any]]:
 def _input_file(part: dict[str, Any]) -> dict[str, Any]:
     data: str = part["data"]
     mime = part.get("mimeType") or part.get("mediaType")
-    if not _SCHEME.match(data):  # raw base64, as Mastra keeps core image/file inputs
+    if not URL_SCHEME.match(data):  # raw base64, as Mastra keeps core image/file inputs
         data = f"data:{mime or 'application/octet-stream'};base64,{data}"
     if isinstance(mime, str) and mime.startswith("image/"):
         return {"type": "input_image", "image_url": data, "detail": "auto"}

@@ -49,6 +49,7 @@ from convex_offload.errors import (
     MissingDependencyError,
 )
 from convex_offload.integrations._mastra import (
+    URL_SCHEME,
     Link,
     Mismatch,
     Store,
@@ -63,6 +64,7 @@ from convex_offload.integrations._mastra import (
     stable_id,
     stored_messages,
 )
+from convex_offload.offload.scan import DATA_URL_HEADER
 from convex_offload.store.models import Message, now
 
 try:
@@ -81,8 +83,6 @@ _ADAPTER: Final = pai.ModelMessagesTypeAdapter
 _URL_KINDS: Final = frozenset({"image-url", "audio-url", "video-url", "document-url"})
 _TOOL_RESULT_KINDS: Final = frozenset({"tool-return"})
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}", re.ASCII)
-_DATA_URL = re.compile(r"data:([^,;]*)((?:;[^,;]*)*);base64,", re.ASCII)
-_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:", re.ASCII)
 
 
 # --- Pydantic AI → Mastra -----------------------------------------------------------------------
@@ -417,7 +417,7 @@ def _user_content(message: Message, parts: list[dict[str, Any]]) -> list[pai.Use
 
 def _same_payload(url: str, seen: set[str]) -> bool:
     """A v5 file is stored as a part and again as an attachment (data URL vs raw base64)."""
-    header = _DATA_URL.match(url)
+    header = DATA_URL_HEADER.match(url)
     return header is not None and url[header.end() :] in seen
 
 
@@ -432,10 +432,10 @@ def _mime(part: dict[str, Any]) -> str | None:
 def _file(
     data: str, mime: str | None, where: str
 ) -> pai.BinaryContent | pai.ImageUrl | pai.AudioUrl | pai.VideoUrl | pai.DocumentUrl:
-    header = _DATA_URL.match(data)
+    header = DATA_URL_HEADER.match(data)
     if header is not None:
         return pai.BinaryContent(_decode(data[header.end() :], where), media_type=mime or header.group(1))
-    if _SCHEME.match(data):
+    if URL_SCHEME.match(data):
         if mime and mime.startswith("image/"):
             return pai.ImageUrl(data, media_type=mime)
         if mime and mime.startswith("audio/"):
@@ -475,7 +475,7 @@ def _assistant_steps(message: Message, parts: list[dict[str, Any]], called: set[
             response.append(pai.TextPart(part["text"]))
         elif kind == "reasoning":
             response.append(_thinking(part))
-        elif kind == "file" and isinstance(part.get("data"), str) and not _SCHEME.match(part["data"]):
+        elif kind == "file" and isinstance(part.get("data"), str) and not URL_SCHEME.match(part["data"]):
             file = _file(part["data"], _mime(part), f"message {message.id} part {index}")
             if isinstance(file, pai.BinaryContent):
                 response.append(pai.FilePart(file))

@@ -32,7 +32,8 @@ URL_FIELDS: Final = frozenset({"url", "uri", "href", "src", "image_url", "dataUr
 """Fields whose data URLs must decode: there a malformed payload is an error, not text."""
 PART_TYPES: Final = frozenset({"file", "image", "media", "image_url", "input_image", "input_file", "audio"})
 TYPE_FIELDS: Final = ("mimeType", "mediaType", "contentType", "mime_type", "media_type")
-_DATA_URL_HEADER = re.compile(r"data:([^,;]*)((?:;[^,;]*)*);base64,", re.ASCII)
+DATA_URL_HEADER: Final = re.compile(r"data:([^,;]*)((?:;[^,;]*)*);base64,", re.ASCII)
+"""The header of a base64 data URL: its media type (group 1) and parameters (group 2)."""
 _EMBEDDED = re.compile(r"data:[a-zA-Z0-9.+/-]*(?:;[a-zA-Z0-9.+=_-]*)*;base64,[A-Za-z0-9+/]+={0,2}", re.ASCII)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_TEXT = "text with a lone surrogate (U+D800-U+DFFF), which UTF-8 cannot store"
@@ -123,7 +124,7 @@ def _classify(
     bare_min_chars: int,
 ) -> list[Candidate] | None:
     if text.startswith("data:"):
-        header = _DATA_URL_HEADER.match(text)
+        header = DATA_URL_HEADER.match(text)
         if header is not None:
             return [
                 Candidate(
@@ -156,7 +157,7 @@ def _classify(
                 header=text[m.start() : text.index(",", m.start()) + 1],
                 start=text.index(",", m.start()) + 1,
                 end=m.end(),
-                declared_type=_DATA_URL_HEADER.match(text, m.start()).group(1) or None,  # type: ignore[union-attr]
+                declared_type=DATA_URL_HEADER.match(text, m.start()).group(1) or None,  # type: ignore[union-attr]
                 filename=None,
                 strict=False,
                 span=(m.start(), m.end()),
