@@ -340,11 +340,8 @@ def init_project(
         plan = plan_init(directory, force=force)
         if not dry_run:
             apply_init(plan)
-        elif plan.conflicts:
-            listed = ", ".join(step.path for step in plan.conflicts[:5])
-            raise ProjectSetupError(
-                f"{len(plan.conflicts)} file(s) exist with other contents: {listed} (--force overwrites them)"
-            )
+        else:
+            plan.refuse_conflicts()
     problems = plan.version_problems
     if as_json:
         _emit_json({"ok": not problems, "dry_run": dry_run, **plan.to_json()})

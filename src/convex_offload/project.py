@@ -111,6 +111,17 @@ class InitPlan:
         """Files that exist with other contents and would not be overwritten."""
         return [s for s in self.steps if s.action == "conflict"]
 
+    def refuse_conflicts(self) -> None:
+        """`ProjectSetupError` naming the files that exist with other contents, if there are any."""
+        conflicts = self.conflicts
+        if not conflicts:
+            return
+        listed = ", ".join(s.path for s in conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
+        raise ProjectSetupError(
+            f"{len(conflicts)} file(s) already exist with other contents in {self.project}: {listed} "
+            "(nothing was written; --force overwrites them)"
+        )
+
     @property
     def version_problems(self) -> list[VersionCheck]:
         """Packages missing from package.json or outside the supported versions."""
@@ -187,12 +198,7 @@ def plan_init(project: Path, *, force: bool = False) -> InitPlan:
 
 def apply_init(plan: InitPlan) -> None:
     """Write the plan's files; `ProjectSetupError` (and nothing written) if any is a conflict."""
-    if plan.conflicts:
-        listed = ", ".join(s.path for s in plan.conflicts[:5]) + (" ..." if len(plan.conflicts) > 5 else "")
-        raise ProjectSetupError(
-            f"{len(plan.conflicts)} file(s) already exist with other contents in {plan.project}: {listed} "
-            "(nothing was written; --force overwrites them)"
-        )
+    plan.refuse_conflicts()
     for step in plan.steps:
         if step.action == "unchanged":
             continue
