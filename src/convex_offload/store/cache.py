@@ -10,7 +10,6 @@ handler answers `hasMore` and the call is repeated, as TypeScript does, up to 1,
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Final
 
@@ -20,6 +19,7 @@ from convex_offload.convex.client import ConvexClient
 from convex_offload.convex.owner import ClientOwner
 from convex_offload.convex.values import check_value
 from convex_offload.errors import InvalidInputError, StorageOperationError
+from convex_offload.store.validation import is_non_negative_number
 
 DEFAULT_CACHE_FUNCTION: Final = "mastra/cache:handle"
 DEFAULT_KEY_PREFIX: Final = "mastra:cache:"
@@ -157,12 +157,7 @@ class ConvexServerCache(ClientOwner):
 
 
 def _require_ttl(ttl_ms: float) -> None:
-    if (
-        isinstance(ttl_ms, bool)
-        or not isinstance(ttl_ms, int | float)
-        or not math.isfinite(ttl_ms)
-        or ttl_ms < 0
-    ):
+    if not is_non_negative_number(ttl_ms):
         raise InvalidInputError(
             f"ttl_ms must be a number of milliseconds >= 0 (0: no expiry), got {ttl_ms!r}"
         )

@@ -9,7 +9,6 @@ the handler's own `om*` operations, which read and update a record in one transa
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -28,6 +27,7 @@ from convex_offload.store.om_models import (
     iso_or_none,
     js_json,
 )
+from convex_offload.store.validation import is_non_negative_number
 
 TABLE_OBSERVATIONAL_MEMORY: Final = "mastra_observational_memory"
 _NOT_FOUND: Final = "Observational memory record not found"
@@ -376,12 +376,7 @@ class ObservationalMemoryStore:
 
     async def set_pending_message_tokens(self, record_id: str, token_count: float) -> None:
         """Set the pending (unobserved) message tokens: a finite number ≥ 0."""
-        if (
-            isinstance(token_count, bool)
-            or not isinstance(token_count, int | float)
-            or not math.isfinite(token_count)
-            or token_count < 0
-        ):
+        if not is_non_negative_number(token_count):
             raise InvalidInputError(
                 f"Invalid tokenCount: must be a finite non-negative number, got {token_count!r}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -27,3 +28,10 @@ def validated(cls: type[M], value: M | Mapping[str, Any], what: str) -> M:
         return cls.model_validate(value)
     except ValidationError as exc:
         raise InvalidInputError(f"{what}: {first_error(exc)}") from None
+
+
+def is_non_negative_number(value: object) -> bool:
+    """Whether `value` is a finite int or float >= 0 (a bool is not a number here)."""
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    )
