@@ -2,6 +2,7 @@
 // deployment's admin key (the Python library) can reach them, never a browser.
 import { v } from "convex/values";
 import { internalMutation, internalQuery, type QueryCtx } from "../_generated/server";
+import { offloadFileFields } from "./tables";
 
 /** A short-lived URL that accepts one POST of the file's bytes and answers `{storageId}`. */
 export const generateUploadUrl = internalMutation({
@@ -62,16 +63,7 @@ async function fileByKey(ctx: QueryCtx, key: string) {
     .unique();
 }
 
-const fileEntry = v.object({
-  key: v.string(),
-  storageId: v.id("_storage"),
-  sha256: v.string(),
-  size: v.number(),
-  contentType: v.string(),
-  disposition: v.optional(v.string()),
-  createdAt: v.number(),
-  url: v.union(v.string(), v.null()),
-});
+const fileEntry = v.object({ ...offloadFileFields, url: v.union(v.string(), v.null()) });
 
 /** The stored file behind a logical key, with its current URL, or null. */
 export const lookup = internalQuery({

@@ -28,7 +28,7 @@ export const offloadRefsTable = defineTable({
   .index("by_state", ["state", "expiresAt"]);
 
 // Objects of a `convex` bucket: the logical, content-addressed key of each stored file.
-export const offloadFilesTable = defineTable({
+export const offloadFileFields = {
   key: v.string(),
   storageId: v.id("_storage"),
   sha256: v.string(),
@@ -36,4 +36,5 @@ export const offloadFilesTable = defineTable({
   contentType: v.string(),
   disposition: v.optional(v.string()),
   createdAt: v.number(),
-}).index("by_key", ["key"]);
+};
+export const offloadFilesTable = defineTable(offloadFileFields).index("by_key", ["key"]);

@@ -13,6 +13,7 @@
 // running transaction wrote to that table. convex-test still evaluates every range filter, sorts, filters and limits the
 // candidates as before, so answers, read limits and errors are unchanged.
 import { AsyncLocalStorage } from "node:async_hooks";
+import { fieldOf } from "./values.mjs";
 
 const ROOT_COMPONENT = "";
 
@@ -35,15 +36,6 @@ export async function databaseOf(t) {
 function tableOf(id) {
   const digits = /^[0-9]+/.exec(id);
   return digits === null || digits[0].length === id.length ? null : id.slice(digits[0].length);
-}
-
-function fieldOf(document, fieldPath) {
-  let value = document;
-  for (const part of fieldPath.split(".")) {
-    if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
-    value = value[part];
-  }
-  return value;
 }
 
 /**

@@ -16,6 +16,16 @@ export const MAX_VALUE_NESTING = 64;
 export const MAX_ARRAY_LENGTH = 8192;
 export const MAX_OBJECT_FIELDS = 1024;
 
+/** The value at a dotted field path (`a.b`) of a document, as Convex reads it; `undefined` when absent. */
+export function fieldOf(document, fieldPath) {
+  let value = document;
+  for (const part of fieldPath.split(".")) {
+    if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
+    value = value[part];
+  }
+  return value;
+}
+
 const OVER_LIMIT_HELP =
   "Consider using smaller limits in your queries, paginating your queries, or using indexed queries " +
   "with a selective index range expressions.";

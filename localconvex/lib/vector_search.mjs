@@ -15,19 +15,11 @@
 // as Convex values, a missing field equal to `undefined`. Scores are exact cosine similarity
 // (Convex searches approximately; on small tables it is exact), 0 for a zero vector.
 import { convexToJson } from "convex/values";
+import { fieldOf } from "./values.mjs";
 
 const DEFAULT_VECTOR_LIMIT = 10;
 const MAX_VECTOR_RESULTS = 256;
 const MAX_FILTER_LENGTH = 64;
-
-function fieldOf(document, fieldPath) {
-  let value = document;
-  for (const part of fieldPath.split(".")) {
-    if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
-    value = value[part];
-  }
-  return value;
-}
 
 /** A comparable key of a Convex value (or `undefined`, the value of a missing field). */
 function valueKey(value) {
