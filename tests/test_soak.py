@@ -18,9 +18,9 @@ from convex_offload.devservers.localstack import LocalStack
 from convex_offload.errors import ConvexOffloadError
 from convex_offload.offload.operations import verify
 from convex_offload.offload.store import OffloadingStore
+from soak.ops import CONVEX_FAULTS, S3_FAULTS, WEIGHTS, Ledger, run
 from soak.ops import OPERATIONS as OPERATIONS_KINDS
-from soak.ops import WEIGHTS, Ledger, run
-from testkit.faultproxy import INTERNAL_ERROR, SLOW_DOWN, Fault, FaultProxy
+from testkit.faultproxy import FaultProxy
 
 OPERATIONS = int(os.environ.get("CONVEX_OFFLOAD_SOAK_OPS", "400"))
 SEED = int(os.environ.get("CONVEX_OFFLOAD_SOAK_SEED", "20261124"))
@@ -46,29 +46,8 @@ async def test_soak_with_random_faults(localstack: LocalStack) -> None:
                     )
                 },
             )
-            s3.randomly(
-                0.12,
-                seed=SEED,
-                faults=[
-                    Fault("status", status=503, body=SLOW_DOWN),
-                    Fault("status", status=500, body=INTERNAL_ERROR),
-                    Fault("reset", after_bytes=0),
-                    Fault("reset", after_bytes=4096),
-                ],
-            )
-            refused = (
-                b'{"status":"error","errorMessage":"Server Error\\nUncaught Error: injected by the soak"}'
-            )
-            front.randomly(
-                0.08,
-                seed=SEED + 1,
-                faults=[
-                    Fault("status", status=503, body=b"", content_type="text/plain"),
-                    Fault("reset", after_bytes=0),
-                    Fault("drop"),
-                    Fault("status", status=560, body=refused, content_type="application/json"),
-                ],
-            )
+            s3.randomly(0.12, seed=SEED, faults=S3_FAULTS)
+            front.randomly(0.08, seed=SEED + 1, faults=CONVEX_FAULTS)
             threads = [f"soak-{uuid.uuid4().hex[:6]}" for _ in range(6)]
             messages: dict[str, str] = {}  # id → thread
             async with OffloadingStore.connect(faulty) as store:

@@ -26,14 +26,14 @@ from convex_offload.convex.values import dumps
 from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.devservers.localstack import LocalStack
 from convex_offload.offload.operations import verify
-from testkit.faultproxy import INTERNAL_ERROR, SLOW_DOWN, Fault, FaultProxy
+from soak.ops import CONVEX_FAULTS, S3_FAULTS
+from testkit.faultproxy import FaultProxy
 from waiting import leases_expired
 
 OPS = int(os.environ.get("CONVEX_OFFLOAD_SOAK_PROCESS_OPS", "60"))
 SEED = int(os.environ.get("CONVEX_OFFLOAD_SOAK_SEED", "20261201"))
 LEASE_SECONDS = 20
 TESTS = Path(__file__).parent
-REFUSED = b'{"status":"error","errorMessage":"Server Error\\nUncaught Error: injected by the soak"}'
 
 
 def config_file(
@@ -84,26 +84,8 @@ async def test_many_processes_with_faults_lose_nothing(localstack: LocalStack, t
         s3_port = int(localstack.endpoint_url.rsplit(":", 1)[1])
         convex_port = int(convex.url.rsplit(":", 1)[1])
         with FaultProxy("127.0.0.1", s3_port) as s3, FaultProxy("127.0.0.1", convex_port) as front:
-            s3.randomly(
-                0.08,
-                seed=SEED,
-                faults=[
-                    Fault("status", status=503, body=SLOW_DOWN),
-                    Fault("status", status=500, body=INTERNAL_ERROR),
-                    Fault("reset", after_bytes=0),
-                    Fault("reset", after_bytes=4096),
-                ],
-            )
-            front.randomly(
-                0.05,
-                seed=SEED + 1,
-                faults=[
-                    Fault("status", status=503, body=b"", content_type="text/plain"),
-                    Fault("reset", after_bytes=0),
-                    Fault("drop"),
-                    Fault("status", status=560, body=REFUSED, content_type="application/json"),
-                ],
-            )
+            s3.randomly(0.08, seed=SEED, faults=S3_FAULTS)
+            front.randomly(0.05, seed=SEED + 1, faults=CONVEX_FAULTS)
             config = config_file(
                 tmp_path / "soak.toml", front.url, convex.admin_key, s3.url, localstack, prefix
             )

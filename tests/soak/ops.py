@@ -13,10 +13,26 @@ from convex_offload.errors import ConvexOffloadError
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.store.models import Message, MessageUpdate, Thread
 from media import b64, data_url, image_bytes
+from testkit.faultproxy import INTERNAL_ERROR, SLOW_DOWN, Fault
 
 POOL = [image_bytes("png", 20_000 + 7_000 * (i % 5), seed=1000 + i) for i in range(12)]
 OPERATIONS = ["save", "resave", "update", "delete", "delete_thread", "list", "thread"]
 WEIGHTS = [40, 15, 12, 8, 2, 18, 5]
+REFUSED = b'{"status":"error","errorMessage":"Server Error\\nUncaught Error: injected by the soak"}'
+S3_FAULTS = [
+    Fault("status", status=503, body=SLOW_DOWN),
+    Fault("status", status=500, body=INTERNAL_ERROR),
+    Fault("reset", after_bytes=0),
+    Fault("reset", after_bytes=4096),
+]
+"""What the soaks inject on S3: throttling, server errors, connections cut before and in a body."""
+CONVEX_FAULTS = [
+    Fault("status", status=503, body=b"", content_type="text/plain"),
+    Fault("reset", after_bytes=0),
+    Fault("drop"),
+    Fault("status", status=560, body=REFUSED, content_type="application/json"),
+]
+"""What the soaks inject on Convex: unavailable, cut, dropped, and a function that failed."""
 
 
 @dataclass
