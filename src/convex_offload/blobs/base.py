@@ -9,13 +9,16 @@ storage itself is a `BlobStoreError` naming the bucket, the key and the operatio
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from convex_offload.errors import ForbiddenReferenceError
 
+T = TypeVar("T")
+READ_CHUNK: Final = 3 << 18
+"""Bytes per chunk of a streamed read: a multiple of 3, so the base64 of each chunk joins the next."""
 _SAFE_KEY: Final = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 
 
@@ -53,6 +56,12 @@ class BlobStore(Protocol):
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if it does not exist."""
+        ...
+
+    async def read_with(self, key: str, consume: Callable[[Iterator[bytes]], T]) -> T | None:
+        """`consume` run over the object's bytes, chunk by chunk as they arrive (at most
+        `READ_CHUNK` each), where the backend reads them (a worker thread for S3 and folders);
+        None if the object does not exist. The whole object is never in memory at once."""
         ...
 
     async def head(self, key: str) -> ObjectInfo | None:

@@ -9,17 +9,19 @@ model: bearer URLs). Every Convex failure becomes `BlobStoreError` in one place 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from convex_offload.blobs.base import ObjectInfo, check_key, public_url
+from convex_offload.blobs.base import READ_CHUNK, ObjectInfo, check_key, public_url
 from convex_offload.convex.client import ConvexClient
 from convex_offload.errors import BlobStoreError, ConvexError
 
 FILES_MODULE: Final = "offload/files"
 SAFE_TYPE: Final = "application/octet-stream"
+T = TypeVar("T")
 
 
 class ConvexFilesBlobStore:
@@ -77,6 +79,17 @@ class ConvexFilesBlobStore:
             if entry is None or not entry.get("url"):
                 return None
             return await self.client.download(entry["url"])
+
+    async def read_with(self, key: str, consume: Callable[[Iterator[bytes]], T]) -> T | None:
+        """The downloaded file handed to `consume` in a thread, or None when there is none.
+
+        Convex's download is one response held whole; it is handed over in chunks, off the loop."""
+        data = await self.get(key)
+        if data is None:
+            return None
+        box = [data]
+        del data
+        return await asyncio.to_thread(consume, _drained(box))
 
     async def head(self, key: str) -> ObjectInfo | None:
         """The recorded size, type and sha256 of the object, or None."""
@@ -143,3 +156,10 @@ class ConvexFilesBlobStore:
 
     async def aclose(self) -> None:
         """The Convex client belongs to the store that made this bucket."""
+
+
+def _drained(box: list[bytes]) -> Iterator[bytes]:
+    """The bytes in `box` (taken out of it, so they go when the consumer is done), in chunks."""
+    data = box.pop()
+    for at in range(0, len(data), READ_CHUNK):
+        yield data[at : at + READ_CHUNK]

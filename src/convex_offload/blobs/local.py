@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
-from convex_offload.blobs.base import ObjectInfo, check_key, public_url
+from convex_offload.blobs.base import READ_CHUNK, ObjectInfo, check_key, public_url
 from convex_offload.errors import AttachmentIntegrityError, BlobStoreError
 from convex_offload.signing import signed_url
 
@@ -76,6 +76,10 @@ class LocalBlobStore:
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None."""
         return await self._run("GetObject", key, _read_or_none, self._path(key))
+
+    async def read_with(self, key: str, consume: Callable[[Iterator[bytes]], T]) -> T | None:
+        """The file read in chunks into `consume`, on the file threads; None when missing."""
+        return await self._run("GetObject", key, _read_with, self._path(key), consume)
 
     async def head(self, key: str) -> ObjectInfo | None:
         """Size, type and sha256 of the object, or None."""
@@ -179,6 +183,15 @@ def _read_or_none(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
+
+
+def _read_with(path: Path, consume: Callable[[Iterator[bytes]], T]) -> T | None:
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return None
+    with handle:
+        return consume(iter(functools.partial(handle.read, READ_CHUNK), b""))
 
 
 def _unlink_all(*paths: Path) -> None:

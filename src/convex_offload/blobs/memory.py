@@ -8,11 +8,14 @@ a real transport. Objects live as long as the store object.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from convex_offload.blobs.base import ObjectInfo, check_key, public_url
+from convex_offload.blobs.base import READ_CHUNK, ObjectInfo, check_key, public_url
 from convex_offload.errors import AttachmentIntegrityError, BlobStoreError
+
+T = TypeVar("T")
 
 
 class MemoryBlobStore:
@@ -55,6 +58,15 @@ class MemoryBlobStore:
         self._open("GetObject", key)
         found = self._objects.get(key)
         return found[0] if found is not None else None
+
+    async def read_with(self, key: str, consume: Callable[[Iterator[bytes]], T]) -> T | None:
+        """The object's bytes in `READ_CHUNK` pieces into `consume` (here, on the loop), or None."""
+        self._open("GetObject", key)
+        found = self._objects.get(key)
+        if found is None:
+            return None
+        data = found[0]
+        return consume(data[i : i + READ_CHUNK] for i in range(0, len(data), READ_CHUNK))
 
     async def head(self, key: str) -> ObjectInfo | None:
         """The object's metadata, or None."""

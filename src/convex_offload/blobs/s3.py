@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
-from convex_offload.blobs.base import ObjectInfo, check_key, public_url
+from convex_offload.blobs.base import READ_CHUNK, ObjectInfo, check_key, public_url
 from convex_offload.errors import AttachmentIntegrityError, BlobStoreError
 
 if TYPE_CHECKING:
@@ -161,6 +161,19 @@ class S3BlobStore:
         response = self._client.get_object(Bucket=self.bucket_name, Key=key)
         body: bytes = response["Body"].read()
         return body
+
+    async def read_with(self, key: str, consume: Callable[[Iterator[bytes]], T]) -> T | None:
+        """GetObject's body streamed into `consume` on this store's threads; None when missing."""
+        return await self._call(
+            "GetObject", key, self._read_with, missing=True, key=check_key(key), consume=consume
+        )
+
+    def _read_with(self, key: str, consume: Callable[[Iterator[bytes]], T]) -> T:
+        body = self._client.get_object(Bucket=self.bucket_name, Key=key)["Body"]
+        try:
+            return consume(body.iter_chunks(READ_CHUNK))
+        finally:
+            body.close()
 
     async def head(self, key: str) -> ObjectInfo | None:
         """HeadObject, or None when the object does not exist."""

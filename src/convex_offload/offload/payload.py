@@ -96,25 +96,6 @@ def _tail_is_canonical(text: str, stop: int, data: bytes | bytearray) -> bool:
     return text[stop - 4 : stop] == expected
 
 
-def base64_buffer(header: str, data: bytes | bytearray) -> bytearray:
-    """`header` followed by the base64 of `data`, as ASCII bytes, built in place chunk by chunk.
-
-    The caller decodes it to text after dropping `data`: a big payload then never has its bytes,
-    its base64 and its text in memory at once (what keeps a restore under 3× the payload).
-    """
-    head = header.encode("ascii")
-    out = bytearray(len(head) + (len(data) + 2) // 3 * 4)
-    out[: len(head)] = head
-    position = len(head)
-    view = memoryview(data)
-    step = CHUNK_CHARS // 4 * 3
-    for start in range(0, len(data), step):
-        piece = pybase64.b64encode(view[start : start + step])
-        out[position : position + len(piece)] = piece
-        position += len(piece)
-    return out
-
-
 class Sniffer:
     """python-magic behind a lock: libmagic handles are not safe to share between threads."""
 

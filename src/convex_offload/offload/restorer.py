@@ -1,10 +1,11 @@
 """Restoring: references back into payloads, exactly as they were written.
 
 Read the manifest → check every ref (configured bucket, this tenant's key for its content, the URL
-this library writes) → fetch each object once (bounded, cached) → verify size and sha256 → put the
-original text back at its place (raw base64, or a data URL with its exact header; embedded URLs
-spliced back into their string) → drop the manifest. Refs whose place no longer holds their URL
-(the app edited the record) are skipped.
+this library writes) → fetch each object once (bounded, cached), streamed: each chunk hashed and
+encoded into the text as it arrives, so the bytes and the text are never whole at once → verify
+size and sha256 → put the original text back at its place (raw base64, or a data URL with its
+exact header; embedded URLs spliced back into their string) → drop the manifest. Refs whose
+place no longer holds their URL (the app edited the record) are skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -27,7 +28,6 @@ from convex_offload.errors import AttachmentIntegrityError, AttachmentMissingErr
 from convex_offload.offload.caches import ValueCache
 from convex_offload.offload.keys import KeyScheme
 from convex_offload.offload.manifest import MANIFEST_KEY, Manifest, Ref, read_manifest
-from convex_offload.offload.payload import base64_buffer
 from convex_offload.offload.stats import OffloadStats
 from convex_offload.offload.tree import Token, get_at, parse_pointer, resolve
 
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 URL_CACHE_ENTRIES: Final = 100_000
 CHECKED_ENTRIES: Final = 100_000
-INLINE_HASH_BYTES: Final = 32 << 10
-"""Objects smaller than this are checked and encoded on the loop: a thread hop costs more."""
 RestoreMode = Literal["inline", "urls"]
 """`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
 ValueKey = tuple[str, str, str]
@@ -219,31 +217,22 @@ class Restorer:
         if cached is not None:
             self.stats.cache_hits += 1
             return cached
+        restore = functools.partial(restored_text, size=ref.size, sha256=ref.sha256, header=ref.header)
         async with self._fetches:
-            data = await bucket.get(ref.key)
-        if data is None:
+            outcome = await bucket.read_with(ref.key, restore)
+        if outcome is None:
             raise AttachmentMissingError(bucket=ref.bucket, key=ref.key, path=f"{record} {ref.path}")
         self.stats.fetches += 1
-        self.stats.fetched_bytes += len(data)
-        if len(data) != ref.size:
-            raise AttachmentIntegrityError(
-                f"{len(data)} bytes, the manifest of {record} says {ref.size} ({ref.path})",
-                bucket=ref.bucket,
-                key=ref.key,
+        if isinstance(outcome, Mismatch):
+            found = (
+                f"{outcome.size} bytes, the manifest of {record} says {ref.size}"
+                if outcome.size is not None
+                else f"bytes do not match the sha256 in the manifest of {record}"
             )
-        # Tiny objects are checked and encoded here; the others in a thread (hashlib and pybase64
-        # let go of the GIL, so the fetches' threads and this work share both cores).
-        work = functools.partial(_checked_text, [data], ref.sha256, ref.header)
-        del data  # the box in `work` holds the only reference: the bytes go as soon as they are encoded
-        value = work() if ref.size < INLINE_HASH_BYTES else await asyncio.to_thread(work)
-        if value is None:
-            raise AttachmentIntegrityError(
-                f"bytes do not match the sha256 in the manifest of {record} ({ref.path})",
-                bucket=ref.bucket,
-                key=ref.key,
-            )
-        self.values.put(ref.bucket, ref.key, ref.header, value)
-        return value
+            raise AttachmentIntegrityError(f"{found} ({ref.path})", bucket=ref.bucket, key=ref.key)
+        self.stats.fetched_bytes += ref.size
+        self.values.put(ref.bucket, ref.key, ref.header, outcome)
+        return outcome
 
 
 def _value_key(ref: Ref, mode: RestoreMode) -> ValueKey:
@@ -266,14 +255,42 @@ def place_holding(root: Any, ref: Ref) -> tuple[Any, Token] | None:
     return target if value[begin:end] == ref.url else None
 
 
-def _checked_text(box: list[bytes], sha256: str, header: str) -> str | None:
-    """`header` + base64 of the bytes in `box` (taken out of it), or None when they do not hash
-    to `sha256`."""
-    data = box.pop()
-    if hashlib.sha256(data).hexdigest() != sha256:
-        return None
-    if not header:
-        return pybase64.b64encode_as_string(data)  # straight into the text: no bytes between
-    text = base64_buffer(header, data)
-    del data  # the bytes go before the text is made: a big payload stays under 3x in memory
-    return text.decode("ascii")
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """Fetched bytes that are not the ones a manifest names: how many there were, or (None) that
+    their sha256 differs."""
+
+    size: str | None
+
+
+def restored_text(chunks: Iterator[bytes], *, size: int, sha256: str, header: str) -> str | Mismatch:
+    """`header` + the base64 of the bytes `chunks` yields, checked against `size` and `sha256`.
+
+    Made as the bytes stream in: each chunk is hashed, encoded and appended to the text, then
+    dropped, so a big attachment costs its text plus one chunk, never its bytes and its text at
+    once. The text is one local string that only this function holds, which CPython extends in
+    place (elsewhere the result is the same, at the cost of copies). Stops reading at the first
+    byte past `size`.
+    """
+    digest = hashlib.sha256()
+    text = header
+    carry = b""
+    seen = 0
+    for arrived in chunks:
+        seen += len(arrived)
+        if seen > size:
+            return Mismatch(f"more than {size}")
+        digest.update(arrived)
+        chunk = carry + arrived if carry else arrived
+        del arrived
+        whole = len(chunk) - len(chunk) % 3
+        carry = chunk[whole:]
+        text += pybase64.b64encode_as_string(memoryview(chunk)[:whole])
+        del chunk
+    if carry:
+        text += pybase64.b64encode_as_string(carry)
+    if seen != size:
+        return Mismatch(str(seen))
+    if digest.hexdigest() != sha256:
+        return Mismatch(None)
+    return text
