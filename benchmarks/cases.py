@@ -348,6 +348,7 @@ async def _save_far(
         bucket = config.buckets["bench"].model_copy(update={"endpoint_url": far.url})
         config = config.model_copy(update={"buckets": {"bench": bucket}})
         s3 = make_client(s3_connection(bucket), max_pool_connections=config.concurrency)
+        pool = warm_pool(16)
         times: dict[str, list[float]] = {}
         async with (
             OffloadingStore.connect(config) as store,
@@ -368,21 +369,46 @@ async def _save_far(
                         )
                     await plain.memory.save_messages([record])
 
+                async def parallel(msg: Message = msg, record: Message = record) -> None:
+                    keys = [
+                        (f"parallel/{uuid.uuid4().hex}", binascii.a2b_base64(part["data"]))
+                        for part in msg.content["parts"][1:]
+                    ]
+                    await asyncio.to_thread(put_all, s3, pool, keys, len(keys))
+                    await plain.memory.save_messages([record.model_copy(update={"id": record.id + "-p"})])
+
                 await interleaved(
                     repeat,
-                    {"ours": functools.partial(store.memory.save_messages, [msg]), "naive": naive},
+                    {
+                        "ours": functools.partial(store.memory.save_messages, [msg]),
+                        "naive": naive,
+                        "parallel": parallel,
+                    },
                     times,
                 )
                 twin = await stored_twin(plain, msg)
         s3.close()
+        pool.shutdown()
+    away = f"bucket {latency * 1000:.0f} ms away"
     results.append(
         Result(
-            f"2 vs naive, bucket {latency * 1000:.0f} ms away",
+            f"2 vs naive, {away}",
             "K=16, 3.2 MB",
             times["ours"],
             times["naive"],
             f"≥ {target:.0f}× faster",
             target,
+            higher_is_better=True,
+        )
+    )
+    results.append(
+        Result(
+            f"2 ceiling here: boto3 × 16 vs naive, {away}",
+            "K=16, 3.2 MB (16 boto3 puts at once + plain save: the best this LocalStack allows)",
+            times["parallel"],
+            times["naive"],
+            "informational",
+            float("inf"),
             higher_is_better=True,
         )
     )
@@ -458,7 +484,11 @@ async def case_resave_and_text(
 async def case_restore(
     suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
 ) -> None:
-    """5. Listing a thread of 40 messages × 2 images, cold and from the cache."""
+    """5. Listing a thread of 40 messages × 2 images, cold and from the cache.
+
+    Cold: one reader whose caches are emptied before each cold listing, so it fetches every object;
+    its threads and connections are up, as the floor's are (warm pool, long-lived client).
+    """
     size = 200 * KB if not suite.quick else 40 * KB
     config = suite.config()
     thread = f"bench-restore-{uuid.uuid4().hex[:6]}"
@@ -485,14 +515,16 @@ async def case_restore(
             await plain_listing()
             await asyncio.to_thread(get_all, s3, pool, keys)
 
-        for repeat in range(suite.repeats_for(0.3)):
-            async with OffloadingStore.connect(config) as reader:
-                listing = functools.partial(reader.memory.list_messages, thread, per_page=False)
+        async with OffloadingStore.connect(config) as reader:
+            listing = functools.partial(reader.memory.list_messages, thread, per_page=False)
+            ui = reader.with_restore_mode("urls")
+            ui_listing = functools.partial(ui.memory.list_messages, thread, per_page=False)
+            await listing()  # threads and connections up, as the floor's are
+            for repeat in range(suite.repeats_for(0.3)):
+                forget_all(reader, "bench", keys)  # cold: nothing cached, every object fetched
                 await interleaved(repeat, {"ours": listing, "floor": list_and_get}, cold)
-                for again in range(3):  # the cached listing is cheap: a few pairs per reader
+                for again in range(3):  # the cached listing is cheap: a few pairs per cold one
                     await interleaved(repeat + again, {"ours": listing, "floor": plain_listing}, warm)
-                ui = reader.with_restore_mode("urls")
-                ui_listing = functools.partial(ui.memory.list_messages, thread, per_page=False)
                 for again in range(3):
                     await interleaved(repeat + again, {"ours": ui_listing, "floor": plain_listing}, urls)
     pool.shutdown()
@@ -507,6 +539,13 @@ async def case_restore(
     results.append(
         Result("5 restore (urls mode)", params, urls["ours"], urls["floor"], "≤ 1.05× plain list", 1.05)
     )
+
+
+def forget_all(store: OffloadingStore, bucket: str, keys: list[str]) -> None:
+    """Empty `store`'s caches of these objects: the next read fetches each one again (a cold
+    restore by a store whose threads and connections are up, as the floor's are)."""
+    for key in keys:
+        store.offloader.forget(bucket, key)
 
 
 def _refs(m: Message) -> list[Any]:
@@ -692,6 +731,100 @@ async def case_scale(
     )
 
 
+async def case_thread_pages(
+    suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
+) -> None:
+    """8T. A thread of N messages read page by page (100 a page) through the offloader, N = 1,000
+    and 10,000, each message with one distinct 20 KB image in a local-folder bucket (seeding 10,000
+    objects through LocalStack would take minutes). Ours: a fresh OffloadingStore reads every
+    page, so each page's images are fetched; each page is also read by the plain ConvexStore (the
+    same rows), the two alternating page by page, so load hits both alike.
+
+    Judged: the median page's wall time per message at 10,000 against 1,000, ours (the issue's
+    target), and ours less the plain store's (what the offloader adds). The plain store's own
+    growth is shown: the @mastra/convex `queryTable` reads the whole thread (up to 10,000 rows)
+    for every page, in both stores.
+    """
+    counts = [1000, 10_000] if not suite.quick else [20, 100]
+    per_page = 100 if not suite.quick else 10
+    folder = Path(tempfile.mkdtemp(prefix="bench-pages-"))
+    config = OffloadConfig(
+        convex_url=suite.convex.url,
+        convex_admin_key=suite.convex.admin_key,
+        buckets={"local": BucketConfig(provider="local", path=folder / "bucket")},
+    )
+    ours: dict[int, list[float]] = {}
+    plain_times: dict[int, list[float]] = {}
+    try:
+        async with (
+            OffloadingStore.connect(config) as writer,
+            ConvexStore(suite.convex.url, suite.convex.admin_key) as plain,
+        ):
+            for count in counts:
+                progress(f"thread of {count:,} messages: seeding")
+                thread = f"bench-pages-{count}-{uuid.uuid4().hex[:6]}"
+                for first in range(0, count, 100):
+                    await writer.memory.save_messages(
+                        [
+                            message(thread, i, [images.png(20 * KB)])
+                            for i in range(first, min(count, first + 100))
+                        ]
+                    )
+                progress(f"thread of {count:,} messages: reading page by page")
+                times: dict[str, list[float]] = {}
+                async with OffloadingStore.connect(config) as reader:
+                    for page in range((count + per_page - 1) // per_page):
+                        runs: dict[str, Callable[[], Awaitable[Any]]] = {
+                            "ours": functools.partial(
+                                reader.memory.list_messages, thread, per_page=per_page, page=page
+                            ),
+                            "plain": functools.partial(
+                                plain.memory.list_messages, thread, per_page=per_page, page=page
+                            ),
+                        }
+                        await interleaved(page, runs, times)
+                    fetched = reader.offloader.stats.fetches
+                assert fetched == count, f"every image fetched once ({fetched} of {count})"
+                ours[count] = [t / per_page for t in times["ours"]]
+                plain_times[count] = [t / per_page for t in times["plain"]]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    small, large = counts
+    share = {n: statistics.median(ours[n]) - statistics.median(plain_times[n]) for n in counts}
+    params = f"N={small:,} vs N={large:,}, {per_page} a page, 1 × 20 KB each"
+    notes = {
+        "per_page": per_page,
+        "ours_median_seconds_per_message": {str(n): statistics.median(v) for n, v in ours.items()},
+        "plain_median_seconds_per_message": {str(n): statistics.median(v) for n, v in plain_times.items()},
+        "offloader_share_seconds_per_message": {str(n): v for n, v in share.items()},
+    }
+    results.append(
+        Result("8T pages: wall per message", params, ours[large], ours[small], "≤ 1.2×", 1.2, notes=notes)
+    )
+    results.append(
+        Result(
+            "8T pages: offloader's share per message",
+            params + " (ours − plain, median pages)",
+            [share[large]],
+            [share[small]],
+            "≤ 1.2×",
+            1.2,
+            notes=notes,
+        )
+    )
+    results.append(
+        Result(
+            "8T pages: plain store, wall per message",
+            params + " (for comparison)",
+            plain_times[large],
+            plain_times[small],
+            "informational",
+            float("inf"),
+            notes=notes,
+        )
+    )
+
+
 async def case_local(
     suite: Suite, images: Images, results: list[Result], progress: Callable[[str], None]
 ) -> None:
@@ -765,9 +898,12 @@ async def case_local(
 
             cold: dict[str, list[float]] = {}
             warm: dict[str, list[float]] = {}
-            for repeat in range(suite.repeats_for(0.2)):
-                async with OffloadingStore.connect(config) as reader:
-                    listing = functools.partial(reader.memory.list_messages, thread, per_page=False)
+            keys = [r.key for m in stored for r in _refs(m)]
+            async with OffloadingStore.connect(config) as reader:
+                listing = functools.partial(reader.memory.list_messages, thread, per_page=False)
+                await listing()
+                for repeat in range(suite.repeats_for(0.2)):
+                    forget_all(reader, "local", keys)
                     await interleaved(repeat, {"ours": listing, "floor": list_and_read}, cold)
                     for again in range(3):
                         await interleaved(repeat + again, {"ours": listing, "floor": plain_listing}, warm)
@@ -839,4 +975,6 @@ async def run_suite(suite: Suite, progress: Callable[[str], None]) -> list[Resul
         await case_memory(suite, results, progress)
     if suite.wants("8"):
         await case_scale(suite, images, results, progress)
+    if suite.wants("8T"):
+        await case_thread_pages(suite, images, results, progress)
     return results

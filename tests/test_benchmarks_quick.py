@@ -13,6 +13,8 @@ CASES = {
     "2 vs naive sequential",
     "2 vs naive, bucket 20 ms away",
     "2 vs naive, bucket 50 ms away",
+    "2 ceiling here: boto3 × 16 vs naive, bucket 20 ms away",
+    "2 ceiling here: boto3 × 16 vs naive, bucket 50 ms away",
     "3 re-save unchanged",
     "4 text-only save",
     "5 restore (cold)",
@@ -27,6 +29,9 @@ CASES = {
     "8 scale: CPU per message",
     "8 scale: wall per message",
     "8 scale: plain store, wall",
+    "8T pages: wall per message",
+    "8T pages: offloader's share per message",
+    "8T pages: plain store, wall per message",
 }
 
 
