@@ -839,4 +839,8 @@ async def run_suite(suite: Suite, progress: Callable[[str], None]) -> list[Resul
         await case_memory(suite, results, progress)
     if suite.wants("8"):
         await case_scale(suite, images, results, progress)
+    if suite.wants("8P"):
+        from benchmarks.processes import case_processes  # here: processes.py imports this module
+
+        await case_processes(suite, images, results, progress)
     return results
