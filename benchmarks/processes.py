@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from benchmarks.cases import KB, MB, Images, Result, Suite, message, put_all, stored_twin, warm_pool
@@ -99,11 +100,11 @@ async def work_ours(args: argparse.Namespace, thread: str) -> dict[str, Any]:
         digests = [digest(m.content) for m in messages]
         emit({"ready": os.getpid()})
         await wait_for_go()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for msg in messages:
             await store.memory.save_messages([msg])
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "ids": [m.id for m in messages], "digests": digests}
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu": cpu, "ids": [m.id for m in messages], "digests": digests}
 
 
 async def work_floor(args: argparse.Namespace, thread: str) -> dict[str, Any]:
@@ -130,15 +131,15 @@ async def work_floor(args: argparse.Namespace, thread: str) -> dict[str, Any]:
             await plain.memory.save_messages([records[-1]])
             emit({"ready": os.getpid()})
             await wait_for_go()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for keys, record in zip(payloads[:-1], records[:-1], strict=True):
                 await asyncio.to_thread(put_all, s3, pool, keys, min(K, config.concurrency))
                 await plain.memory.save_messages([record])
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         pool.shutdown()
         s3.close()
-    return {"seconds": seconds, "ids": [r.id for r in records[:-1]], "digests": []}
+    return {"seconds": seconds, "cpu": cpu, "ids": [r.id for r in records[:-1]], "digests": []}
 
 
 def worker_main() -> None:
@@ -158,6 +159,27 @@ def worker_main() -> None:
 
 
 # --- the parent ---------------------------------------------------------------------------------
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by a live process and its live descendants."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid: (parent, cpu seconds)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, total = {pid}, 0.0
+    for _ in range(8):  # a few levels deep is plenty for our servers
+        tree |= {child for child, (parent, _) in stats.items() if parent in tree}
+    for member in tree:
+        total += stats.get(member, (0, 0.0))[1]
+    return total
 
 
 @dataclass
@@ -233,6 +255,8 @@ async def one_run(suite: Suite, role: str, messages: int, prefix: str) -> tuple[
                 thread = f"bench-procs-{role}-{run}-{n}"
                 workers.append(await start_worker(suite, role, messages, prefix, thread, log))
             await asyncio.gather(*(w.line("ready", READY_TIMEOUT) for w in workers))
+            servers = {"localstack": suite.localstack.pid, "convex": suite.convex.pid}
+            before = {name: tree_cpu(pid) for name, pid in servers.items()}
             start = time.perf_counter()
             for w in workers:
                 assert w.process.stdin is not None
@@ -240,6 +264,8 @@ async def one_run(suite: Suite, role: str, messages: int, prefix: str) -> tuple[
             await asyncio.gather(*(w.process.stdin.drain() for w in workers if w.process.stdin))
             done: list[dict[str, Any]] = await asyncio.gather(*(w.line("done", RUN_TIMEOUT) for w in workers))
             wall = time.perf_counter() - start
+            for name, pid in servers.items():
+                done[0][f"{name}_cpu"] = tree_cpu(pid) - before[name]
             for w in workers:
                 if await asyncio.wait_for(w.process.wait(), 60) != 0:
                     raise RuntimeError(f"worker {w.process.pid} exited with {w.process.returncode}")
@@ -277,7 +303,13 @@ async def case_processes(
     prefix = config.buckets["bench"].prefix or ""
     times: dict[str, list[float]] = {"ours": [], "floor": []}
     seconds_each: dict[str, list[float]] = {"ours": [], "floor": []}
+    cpu: dict[str, dict[str, list[float]]] = {
+        role: {"workers": [], "localstack": [], "convex": []} for role in ("ours", "floor")
+    }
     verified = 0
+    if not suite.quick:  # untimed: the first run on fresh servers is slower, whichever role it is
+        progress("4 writer processes: warm-up run (floor, 3 messages, untimed)")
+        await one_run(suite, "floor", 3, prefix)
     for repeat in range(repeats):
         roles = ["ours", "floor"] if repeat % 2 == 0 else ["floor", "ours"]
         for role in roles:
@@ -285,6 +317,9 @@ async def case_processes(
             wall, done = await one_run(suite, role, messages, prefix)
             times[role].append(wall)
             seconds_each[role] += [report["seconds"] for report in done]
+            cpu[role]["workers"].append(sum(report["cpu"] for report in done))
+            for server in ("localstack", "convex"):
+                cpu[role][server].append(done[0][f"{server}_cpu"])
             if role == "ours":
                 verified += await verify(config, done, messages)
     assert verified == repeats * WORKERS * messages
@@ -296,6 +331,10 @@ async def case_processes(
         "messages_verified": verified,
         "worker_seconds_median": {k: statistics.median(v) for k, v in seconds_each.items()},
         "worker_seconds_max": {k: max(v) for k, v in seconds_each.items()},
+        "cpu_seconds_per_run_median": {
+            role: {part: statistics.median(v) for part, v in parts.items()} for role, parts in cpu.items()
+        },
+        "cores": os.cpu_count(),
     }
     results.append(
         Result(

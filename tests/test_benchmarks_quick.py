@@ -27,6 +27,8 @@ CASES = {
     "8 scale: CPU per message",
     "8 scale: wall per message",
     "8 scale: plain store, wall",
+    "8P 4 writer processes",
+    "8P aggregate MB/s",
 }
 
 
