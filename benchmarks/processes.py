@@ -6,7 +6,7 @@ stdin; the parent writes `go` to all 4 at once and measures wall time until all 
 their `{"done": ...}` line. Ours: one `OffloadingStore` per worker, each message saved with
 `save_messages([msg])`. Floor (as case 1's): per message, the same bytes put with boto3 in parallel
 on warm threads, then one plain `ConvexStore` save of a record rewritten as ours is (copies, under
-new ids, of a message the worker saved through an `OffloadingStore` before the clock).
+new ids, of a message the parent saved through an `OffloadingStore` before the runs).
 Runs alternate ours/floor. After each run of ours, every message is read back through a fresh
 `OffloadingStore` in the parent and compared with what was saved (by digest of its content).
 """
@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import functools
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -113,15 +114,13 @@ async def work_floor(args: argparse.Namespace, thread: str) -> dict[str, Any]:
     config = worker_config(args)
     s3 = make_client(s3_connection(config.buckets["bench"]), max_pool_connections=config.concurrency)
     pool = warm_pool(config.concurrency)
+    twin = Message.model_validate_json(Path(args.record).read_text())
+    records = [
+        twin.model_copy(update={"id": f"{twin.id}-{thread}-{i}", "thread_id": thread})
+        for i in range(args.messages + 1)
+    ]
     try:
-        async with (
-            OffloadingStore.connect(config) as store,
-            ConvexStore(args.convex_url, os.environ[ADMIN_KEY_ENV]) as plain,
-        ):
-            shaped = message(thread, -1, [images.png(s) for s in sizes])
-            await store.memory.save_messages([shaped])
-            twin = await stored_twin(plain, shaped)
-            records = [twin.model_copy(update={"id": f"{twin.id}-{i}"}) for i in range(args.messages + 1)]
+        async with ConvexStore(args.convex_url, os.environ[ADMIN_KEY_ENV]) as plain:
             payloads = [
                 [(f"floor/{uuid.uuid4().hex}", images.png(s)) for s in sizes]
                 for _ in range(args.messages + 1)
@@ -153,6 +152,7 @@ def worker_main() -> None:
     parser.add_argument("--region", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--thread", required=True)
+    parser.add_argument("--record", help="floor: a JSON file of a stored (rewritten) record to copy")
     args = parser.parse_args()
     work = work_ours if args.role == "ours" else work_floor
     emit({"done": asyncio.run(work(args, args.thread))})
@@ -205,7 +205,7 @@ class Worker:
 
 
 async def start_worker(
-    suite: Suite, role: str, messages: int, prefix: str, thread: str, stderr: IO[bytes]
+    suite: Suite, role: str, messages: int, prefix: str, thread: str, record: Path, stderr: IO[bytes]
 ) -> Worker:
     """Start one worker (secrets go through its environment, never its argv)."""
     args = [
@@ -225,6 +225,8 @@ async def start_worker(
         prefix,
         "--thread",
         thread,
+        "--record",
+        str(record),
     ] + (["--quick"] if suite.quick else [])
     env = {
         **os.environ,
@@ -244,17 +246,48 @@ async def start_worker(
     return Worker(process, stderr)
 
 
-async def one_run(suite: Suite, role: str, messages: int, prefix: str) -> tuple[float, list[dict[str, Any]]]:
-    """Start 4 workers, wait until all are ready, release them at once; wall time until all are done."""
-    workers: list[Worker] = []
-    with contextlib.ExitStack() as stack:
-        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(WORKERS)]
+class Runs:
+    """Runs of 4 fresh workers each. A run's workers exit while the next run's start and prepare
+    (both untimed); the next `go` waits until they are gone."""
+
+    def __init__(self, suite: Suite, prefix: str, record: Path) -> None:
+        self.suite, self.prefix, self.record = suite, prefix, record
+        self.leaving: list[Worker] = []
+
+    async def settle(self) -> None:
+        """Wait for the last run's workers to exit; each must exit 0."""
+        leaving, self.leaving = self.leaving, []
+        try:
+            codes = await asyncio.wait_for(asyncio.gather(*(w.process.wait() for w in leaving)), 60)
+        finally:
+            stop(leaving)
+        for w, code in zip(leaving, codes, strict=True):
+            if code != 0:
+                raise RuntimeError(f"worker {w.process.pid} exited with {code}")
+
+    def close(self) -> None:
+        """Kill whatever is left (after an error)."""
+        stop(self.leaving)
+        self.leaving = []
+
+    async def run(
+        self,
+        role: str,
+        messages: int,
+        check: Callable[[list[dict[str, Any]]], Awaitable[int]] | None = None,
+    ) -> tuple[float, list[dict[str, Any]], int]:
+        """Start 4 workers, wait until all are ready, release them at once; wall time until all
+        are done. `check` (ours' read-back) then runs on their reports while they exit."""
+        suite, workers = self.suite, list[Worker]()
         try:
             run = uuid.uuid4().hex[:6]
-            for n, log in enumerate(logs):
+            for n in range(WORKERS):
                 thread = f"bench-procs-{role}-{run}-{n}"
-                workers.append(await start_worker(suite, role, messages, prefix, thread, log))
-            await asyncio.gather(*(w.line("ready", READY_TIMEOUT) for w in workers))
+                log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
+                workers.append(
+                    await start_worker(suite, role, messages, self.prefix, thread, self.record, log)
+                )
+            await asyncio.gather(self.settle(), *(w.line("ready", READY_TIMEOUT) for w in workers))
             servers = {"localstack": suite.localstack.pid, "convex": suite.convex.pid}
             before = {name: tree_cpu(pid) for name, pid in servers.items()}
             start = time.perf_counter()
@@ -266,15 +299,30 @@ async def one_run(suite: Suite, role: str, messages: int, prefix: str) -> tuple[
             wall = time.perf_counter() - start
             for name, pid in servers.items():
                 done[0][f"{name}_cpu"] = tree_cpu(pid) - before[name]
-            for w in workers:
-                if await asyncio.wait_for(w.process.wait(), 60) != 0:
-                    raise RuntimeError(f"worker {w.process.pid} exited with {w.process.returncode}")
-            return wall, done
-        finally:
-            for w in workers:
-                if w.process.returncode is None:
-                    w.process.kill()
-                    await w.process.wait()
+            self.leaving = workers
+            return wall, done, await check(done) if check is not None else 0
+        except BaseException:
+            stop(workers)
+            raise
+
+
+def stop(workers: list[Worker]) -> None:
+    """Kill the workers still running and close their logs."""
+    for w in workers:
+        if w.process.returncode is None:
+            w.process.kill()
+        w.stderr.close()
+
+
+async def shaped_record(suite: Suite, config: OffloadConfig, images: Images) -> Message:
+    """A message of the runs' shape saved through an OffloadingStore: its stored row, for the floor."""
+    async with (
+        OffloadingStore.connect(config) as store,
+        ConvexStore(suite.convex.url, suite.convex.admin_key) as plain,
+    ):
+        shaped = message("bench-procs-shape", 0, [images.png(s) for s in sizes_for(suite.quick)])
+        await store.memory.save_messages([shaped])
+        return await stored_twin(plain, shaped)
 
 
 async def verify(config: OffloadConfig, done: list[dict[str, Any]], messages: int) -> int:
@@ -307,21 +355,30 @@ async def case_processes(
         role: {"workers": [], "localstack": [], "convex": []} for role in ("ours", "floor")
     }
     verified = 0
-    if not suite.quick:  # untimed: the first run on fresh servers is slower, whichever role it is
-        progress("4 writer processes: warm-up run (floor, 3 messages, untimed)")
-        await one_run(suite, "floor", 3, prefix)
-    for repeat in range(repeats):
-        roles = ["ours", "floor"] if repeat % 2 == 0 else ["floor", "ours"]
-        for role in roles:
-            progress(f"4 writer processes: {role}, run {repeat + 1} of {repeats}")
-            wall, done = await one_run(suite, role, messages, prefix)
-            times[role].append(wall)
-            seconds_each[role] += [report["seconds"] for report in done]
-            cpu[role]["workers"].append(sum(report["cpu"] for report in done))
-            for server in ("localstack", "convex"):
-                cpu[role][server].append(done[0][f"{server}_cpu"])
-            if role == "ours":
-                verified += await verify(config, done, messages)
+    folder = Path(tempfile.mkdtemp(prefix="bench-procs-"))
+    record = folder / "record.json"
+    runs = Runs(suite, prefix, record)
+    try:
+        record.write_text((await shaped_record(suite, config, images)).model_dump_json())
+        check = functools.partial(verify, config, messages=messages)
+        if not suite.quick:  # untimed: the first run on fresh servers is slower, whichever role it is
+            progress("4 writer processes: warm-up run (floor, 3 messages, untimed)")
+            await runs.run("floor", 3)
+        for repeat in range(repeats):
+            roles = ["ours", "floor"] if repeat % 2 == 0 else ["floor", "ours"]
+            for role in roles:
+                progress(f"4 writer processes: {role}, run {repeat + 1} of {repeats}")
+                wall, done, checked = await runs.run(role, messages, check if role == "ours" else None)
+                verified += checked
+                times[role].append(wall)
+                seconds_each[role] += [report["seconds"] for report in done]
+                cpu[role]["workers"].append(sum(report["cpu"] for report in done))
+                for server in ("localstack", "convex"):
+                    cpu[role][server].append(done[0][f"{server}_cpu"])
+        await runs.settle()
+    finally:
+        runs.close()
+        shutil.rmtree(folder, ignore_errors=True)
     assert verified == repeats * WORKERS * messages
     total = WORKERS * messages * sum(sizes_for(suite.quick))
     params = f"{WORKERS} × {messages} msgs × K={K}, {total / MB:.0f} MB"
