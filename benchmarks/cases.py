@@ -977,4 +977,8 @@ async def run_suite(suite: Suite, progress: Callable[[str], None]) -> list[Resul
         await case_scale(suite, images, results, progress)
     if suite.wants("8T"):
         await case_thread_pages(suite, images, results, progress)
+    if suite.wants("8P"):
+        from benchmarks.processes import case_processes  # here: processes.py imports this module
+
+        await case_processes(suite, images, results, progress)
     return results

@@ -32,6 +32,8 @@ CASES = {
     "8T pages: wall per message",
     "8T pages: offloader's share per message",
     "8T pages: plain store, wall per message",
+    "8P 4 writer processes",
+    "8P aggregate MB/s",
 }
 
 
