@@ -221,6 +221,11 @@ def put_all(s3: Any, pool: ThreadPoolExecutor, keys_and_data: list[tuple[str, by
         future.result()
 
 
+def put_checked(s3: Any, data: bytes, checksum: dict[str, str]) -> None:
+    """One PutObject of `data` under a new key, with the checksum header given."""
+    s3.put_object(Bucket="bench", Key=f"checksum/{uuid.uuid4().hex}", Body=data, **checksum)
+
+
 def get_all(s3: Any, pool: ThreadPoolExecutor, keys: list[str]) -> None:
     """boto3 gets of every key, as many at a time as `pool` has threads."""
     futures = [
@@ -319,6 +324,31 @@ async def case_save(
                         higher_is_better=True,
                     )
                 )
+        progress("the checksum choice: SHA-256 against CRC32")
+        checksums: dict[str, list[float]] = {}
+        for repeat in range(suite.repeats_for(0.005)):
+            picture = images.png(200 * KB)
+            sha = pybase64.b64encode(hashlib.sha256(picture).digest()).decode()
+            crc = pybase64.b64encode(binascii.crc32(picture).to_bytes(4, "big")).decode()
+            runs = {
+                "sha256": functools.partial(
+                    asyncio.to_thread, put_checked, s3, picture, {"ChecksumSHA256": sha}
+                ),
+                "crc32": functools.partial(
+                    asyncio.to_thread, put_checked, s3, picture, {"ChecksumCRC32": crc}
+                ),
+            }
+            await interleaved(repeat, runs, checksums)
+        results.append(
+            Result(
+                "1 checksum: SHA-256 (ours) vs CRC32",
+                "one 200 KB PutObject, checksum in a header",
+                checksums["sha256"],
+                checksums["crc32"],
+                "informational",
+                float("inf"),
+            )
+        )
     pool.shutdown()
     s3.close()
 
@@ -487,7 +517,9 @@ async def case_restore(
     """5. Listing a thread of 40 messages × 2 images, cold and from the cache.
 
     Cold: one reader whose caches are emptied before each cold listing, so it fetches every object;
-    its threads and connections are up, as the floor's are (warm pool, long-lived client).
+    its threads and connections are up, as the floor's are (warm pool, long-lived client). Urls
+    mode: listings whose URLs are signed already (each lives for half its TTL); the first listing
+    after the caches were emptied, which signs them all, is a row of its own.
     """
     size = 200 * KB if not suite.quick else 40 * KB
     config = suite.config()
@@ -508,6 +540,7 @@ async def case_restore(
     cold: dict[str, list[float]] = {}
     warm: dict[str, list[float]] = {}
     urls: dict[str, list[float]] = {}
+    signing: dict[str, list[float]] = {}
     async with ConvexStore(suite.convex.url, suite.convex.admin_key) as plain:
         plain_listing = functools.partial(plain.memory.list_messages, thread, per_page=False)
 
@@ -525,6 +558,9 @@ async def case_restore(
                 await interleaved(repeat, {"ours": listing, "floor": list_and_get}, cold)
                 for again in range(3):  # the cached listing is cheap: a few pairs per cold one
                     await interleaved(repeat + again, {"ours": listing, "floor": plain_listing}, warm)
+                # The first urls listing after the caches were emptied signs every URL; the next
+                # ones reuse them while they have half their life left.
+                await interleaved(repeat, {"ours": ui_listing, "floor": plain_listing}, signing)
                 for again in range(3):
                     await interleaved(repeat + again, {"ours": ui_listing, "floor": plain_listing}, urls)
     pool.shutdown()
@@ -538,6 +574,16 @@ async def case_restore(
     )
     results.append(
         Result("5 restore (urls mode)", params, urls["ours"], urls["floor"], "≤ 1.05× plain list", 1.05)
+    )
+    results.append(
+        Result(
+            "5 restore (urls mode, signing)",
+            params + ", the first listing: 80 URLs signed",
+            signing["ours"],
+            signing["floor"],
+            "informational",
+            float("inf"),
+        )
     )
 
 

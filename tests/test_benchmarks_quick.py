@@ -10,6 +10,7 @@ from pathlib import Path
 
 CASES = {
     "1 save with attachments",
+    "1 checksum: SHA-256 (ours) vs CRC32",
     "2 vs naive sequential",
     "2 vs naive, bucket 20 ms away",
     "2 vs naive, bucket 50 ms away",
@@ -20,6 +21,7 @@ CASES = {
     "5 restore (cold)",
     "5 restore (cached)",
     "5 restore (urls mode)",
+    "5 restore (urls mode, signing)",
     "1L save, local bucket",
     "5L restore (cold), local",
     "5L restore (cached), local",
