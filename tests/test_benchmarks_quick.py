@@ -27,6 +27,10 @@ CASES = {
     "8 scale: CPU per message",
     "8 scale: wall per message",
     "8 scale: plain store, wall",
+    "8G gc: peak RSS",
+    "8G gc: wall per object",
+    "8G verify: peak RSS",
+    "8G verify: wall per object",
 }
 
 
