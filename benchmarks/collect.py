@@ -122,14 +122,15 @@ async def measure(operation: str, convex_url: str, folder: Path) -> dict[str, An
     """Run one operation once; its wall time, peak RSS above baseline and outcome."""
     config = collect_config(convex_url, folder)
     async with OffloadingStore.connect(config) as store:
+        waits = time_convex_calls(store)
         gc.collect()
         baseline = rss_kib("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         outcome: dict[str, Any]
         if operation == "gc":
             report = await store.lifecycle.gc(grace=timedelta(0))
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             peak = rss_kib("VmHWM")
             outcome = {
                 "records": report.records_scanned,
@@ -143,7 +144,7 @@ async def measure(operation: str, convex_url: str, folder: Path) -> dict[str, An
             }
         else:
             verified = await operations.verify(store)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             peak = rss_kib("VmHWM")
             outcome = {
                 "records": verified.records,
@@ -154,11 +155,33 @@ async def measure(operation: str, convex_url: str, folder: Path) -> dict[str, An
     return {
         "operation": operation,
         "seconds": seconds,
+        "cpu_seconds": cpu,
+        "convex_seconds": sum(seconds for seconds, _calls in waits.values()),
+        "convex_calls": {path: {"seconds": t, "calls": n} for path, (t, n) in sorted(waits.items())},
         "baseline_rss": baseline * 1024,
         "peak_rss": peak * 1024,
         "above": (peak - baseline) * 1024,
         **outcome,
     }
+
+
+def time_convex_calls(store: OffloadingStore) -> dict[str, tuple[float, int]]:
+    """Seconds spent waiting on each Convex function, and calls made (filled in as they happen):
+    where the wall time goes, this process or the Convex server."""
+    waits: dict[str, tuple[float, int]] = {}
+    client = store.lifecycle.client
+    call = client.call
+
+    async def timed_call(kind: Any, path: str, args: Any = None) -> Any:
+        start = time.perf_counter()
+        try:
+            return await call(kind, path, args)
+        finally:
+            seconds, calls = waits.get(path, (0.0, 0))
+            waits[path] = (seconds + time.perf_counter() - start, calls + 1)
+
+    setattr(client, "call", timed_call)  # noqa: B010 (an instance attribute over the method)
+    return waits
 
 
 def run_fresh(operation: str, convex: LocalConvex, folder: Path) -> dict[str, Any]:
@@ -231,6 +254,9 @@ async def case_collect(
                 "orphans": size["orphans"],
                 "seconds": size[operation]["seconds"],
                 "seconds_per_object": size[operation]["seconds"] / total,
+                "cpu_seconds": size[operation]["cpu_seconds"],
+                "cpu_seconds_per_object": size[operation]["cpu_seconds"] / total,
+                "convex_wait_seconds": size[operation]["convex_seconds"],
                 "peak_above_baseline_mb": size[operation]["above"] / cases.MB,
                 "baseline_rss_mb": size[operation]["baseline_rss"] / cases.MB,
                 "peak_rss_mb": size[operation]["peak_rss"] / cases.MB,
