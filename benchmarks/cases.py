@@ -27,6 +27,7 @@ from typing import Any
 import pybase64
 from PIL import Image
 
+from benchmarks.collect import case_collect
 from convex_offload.blobs.factory import open_bucket, s3_connection
 from convex_offload.blobs.s3 import make_client
 from convex_offload.config import BucketConfig, OffloadConfig
@@ -1027,4 +1028,6 @@ async def run_suite(suite: Suite, progress: Callable[[str], None]) -> list[Resul
         from benchmarks.processes import case_processes  # here: processes.py imports this module
 
         await case_processes(suite, images, results, progress)
+    if suite.wants("8G"):
+        await case_collect(suite, images, results, progress)
     return results

@@ -36,6 +36,10 @@ CASES = {
     "8T pages: plain store, wall per message",
     "8P 4 writer processes",
     "8P aggregate MB/s",
+    "8G gc: peak RSS",
+    "8G gc: wall per object",
+    "8G verify: peak RSS",
+    "8G verify: wall per object",
 }
 
 
