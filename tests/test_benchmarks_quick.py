@@ -40,6 +40,8 @@ CASES = {
     "8G gc: wall per object",
     "8G verify: peak RSS",
     "8G verify: wall per object",
+    "8G gc: CPU per object",
+    "8G verify: CPU per object",
 }
 
 

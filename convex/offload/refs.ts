@@ -2,7 +2,7 @@
 // Internal functions: only the Python library, holding the admin key, calls them.
 import { v } from "convex/values";
 import type { Doc } from "../_generated/dataModel";
-import { internalMutation, internalQuery, type QueryCtx } from "../_generated/server";
+import { internalMutation, internalQuery, type MutationCtx, type QueryCtx } from "../_generated/server";
 import { catalog, findRecord, ownerRecord, recordRefs } from "./catalog";
 
 export const objectRef = v.object({
@@ -93,37 +93,56 @@ export const abandon = internalMutation({
  * object alive. While the claim holds, `reserve` answers `busy` and `records:write` refuses to
  * reference the object, so a writer can never race the deletion.
  */
-export const claim = internalMutation({
-  args: { bucket: v.string(), key: v.string(), token: v.string(), now: v.number(), expiresAt: v.number() },
-  returns: v.boolean(),
-  handler: async (ctx, { bucket, key, token, now, expiresAt }) => {
-    const rows = await rowsOf(ctx, { bucket, key });
-    if (rows.some((row) => keepsAlive(row, now)) || beingDeleted(rows, now)) return false;
-    for (const row of rows) await ctx.db.delete(row._id);
-    await ctx.db.insert("offload_refs", {
-      bucket,
-      key,
-      tenant: "",
-      owner: `gc:${token}`,
-      state: "deleting",
-      token,
-      expiresAt,
-      size: 0,
-      sha256: "",
-      createdAt: now,
-    });
-    return true;
+async function claimObject(
+  ctx: MutationCtx,
+  object: ObjectKey,
+  token: string,
+  now: number,
+  expiresAt: number,
+): Promise<boolean> {
+  const rows = await rowsOf(ctx, object);
+  if (rows.some((row) => keepsAlive(row, now)) || beingDeleted(rows, now)) return false;
+  for (const row of rows) await ctx.db.delete(row._id);
+  await ctx.db.insert("offload_refs", {
+    bucket: object.bucket,
+    key: object.key,
+    tenant: "",
+    owner: `gc:${token}`,
+    state: "deleting",
+    token,
+    expiresAt,
+    size: 0,
+    sha256: "",
+    createdAt: now,
+  });
+  return true;
+}
+
+async function finalizeObject(ctx: MutationCtx, object: ObjectKey, token: string): Promise<void> {
+  for (const row of await rowsOf(ctx, object)) {
+    if (row.state === "deleting" && row.token === token) await ctx.db.delete(row._id);
+  }
+}
+
+/** Claim objects for deletion under one token, in one transaction (see `claimObject`); answers those granted. */
+export const claimMany = internalMutation({
+  args: { objects: v.array(objectKey), token: v.string(), now: v.number(), expiresAt: v.number() },
+  returns: v.array(objectKey),
+  handler: async (ctx, { objects, token, now, expiresAt }) => {
+    const granted: ObjectKey[] = [];
+    for (const object of objects) {
+      if (await claimObject(ctx, object, token, now, expiresAt)) granted.push({ bucket: object.bucket, key: object.key });
+    }
+    return granted;
   },
 });
 
-/** End a claim once the object is deleted (or the deletion was given up). */
-export const finalize = internalMutation({
-  args: { bucket: v.string(), key: v.string(), token: v.string() },
+/** End the claims under `token` once their objects are deleted (or the deletions were given up). */
+export const finalizeMany = internalMutation({
+  args: { objects: v.array(objectKey), token: v.string() },
   returns: v.null(),
-  handler: async (ctx, { bucket, key, token }) => {
-    for (const row of await rowsOf(ctx, { bucket, key })) {
-      if (row.state === "deleting" && row.token === token) await ctx.db.delete(row._id);
-    }
+  handler: async (ctx, { objects, token }) => {
+    for (const object of objects) await finalizeObject(ctx, object, token);
     return null;
   },
 });

@@ -9,7 +9,7 @@ Garbage collection, in three passes:
 2. mark: read every record's manifests and make each owner's reference rows match them exactly
    (read and fixed in one transaction per batch of owners, so a concurrent write is never undone);
 3. sweep: in every bucket, delete each object older than the grace period that no record marks and
-   no row keeps alive (under a claim, as above).
+   no row keeps alive (under a claim, as above; claimed `DELETE_BATCH` at a time).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from convex_offload.blobs.base import ObjectInfo
 from convex_offload.convex.client import ConvexClient
@@ -33,6 +33,9 @@ from convex_offload.offload.registry import ConvexRefRegistry, ObjectKey
 logger = logging.getLogger(__name__)
 
 RECONCILE_BATCH = 50
+DELETE_BATCH = 100
+"""Objects claimed together (one Convex call to claim, one to release); deleted one by one."""
+Outcome = Literal["deleted", "kept", "failed"]
 Checkpoint = Callable[[str], Awaitable[None]]
 """Awaited at each named step (`write:leased`, `delete:object 1/2`, `gc:marked`, ...): a hook for
 tests that stop a process at an exact point (README "Guarantees" lists every step)."""
@@ -108,10 +111,17 @@ class Lifecycle:
     async def delete_unreferenced(self, objects: Sequence[ObjectKey]) -> DeletionReport:
         """Claim, delete and release each object; one object's failure never stops the others."""
         report = DeletionReport()
-        for index, (bucket, key) in enumerate(objects, start=1):
-            outcome = await self._delete_one(bucket, key)
-            getattr(report, outcome).append((bucket, key))
-            await self.reached(f"delete:object {index}/{len(objects)}")
+
+        settled = 0
+
+        async def done(ident: ObjectKey, outcome: Outcome) -> None:
+            nonlocal settled
+            getattr(report, outcome).append(ident)
+            settled += 1
+            await self.reached(f"delete:object {settled}/{len(objects)}")
+
+        for start in range(0, len(objects), DELETE_BATCH):
+            await self._delete_batch(objects[start : start + DELETE_BATCH], done)
         return report
 
     async def reached(self, name: str) -> None:
@@ -119,23 +129,45 @@ class Lifecycle:
         if self.checkpoint is not None:
             await self.checkpoint(name)
 
-    async def _delete_one(self, bucket: str, key: str) -> str:
-        if bucket not in self.offloader.buckets:
-            logger.warning("object %s in unconfigured bucket %s left in place", key, bucket)
-            return "failed"
+    async def _delete_batch(
+        self, objects: Sequence[ObjectKey], done: Callable[[ObjectKey, Outcome], Awaitable[None]]
+    ) -> None:
+        """Claim a batch under one token (one Convex call), delete each object granted, one after
+        another, then end the claims (one call). An object the claim was refused for is kept."""
+        configured = [ident for ident in objects if ident[0] in self.offloader.buckets]
+        for bucket, key in objects:
+            if bucket not in self.offloader.buckets:
+                logger.warning("object %s in unconfigured bucket %s left in place", key, bucket)
+                await done((bucket, key), "failed")
+        if not configured:
+            return
         token = uuid.uuid4().hex
         try:
-            if not await self.registry.claim(bucket, key, token, self.claim_seconds):
-                return "kept"
-            try:
-                await self.offloader.buckets[bucket].delete(key)
-                self.offloader.forget(bucket, key)
-            finally:
-                await self.registry.finalize(bucket, key, token)
+            granted = await self.registry.claim_many(configured, token, self.claim_seconds)
         except ConvexOffloadError as exc:
-            logger.warning("could not delete %s/%s now (gc will retry): %s", bucket, key, exc)
-            return "failed"
-        return "deleted"
+            logger.warning("could not claim %d objects now (gc will retry): %s", len(configured), exc)
+            for ident in configured:
+                await done(ident, "failed")
+            return
+        try:
+            for bucket, key in configured:
+                if (bucket, key) not in granted:
+                    await done((bucket, key), "kept")
+                    continue
+                try:
+                    await self.offloader.buckets[bucket].delete(key)
+                except ConvexOffloadError as exc:
+                    logger.warning("could not delete %s/%s now (gc will retry): %s", bucket, key, exc)
+                    await done((bucket, key), "failed")
+                    continue
+                self.offloader.forget(bucket, key)
+                await done((bucket, key), "deleted")
+        finally:
+            if granted:
+                try:
+                    await self.registry.finalize_many(sorted(granted), token)
+                except ConvexOffloadError as exc:
+                    logger.warning("could not release %d claims (they expire): %s", len(granted), exc)
 
     # --- scanning -----------------------------------------------------------------------------
 
@@ -235,6 +267,19 @@ class Lifecycle:
         await self.reached("gc:marked")
         await phase("sweep")
         cutoff = datetime.now(UTC) - grace
+        batch: dict[ObjectKey, int] = {}
+        """Orphans found and not yet deleted, with their sizes."""
+
+        settled = 0
+
+        async def swept(ident: ObjectKey, outcome: Outcome) -> None:
+            nonlocal settled
+            getattr(report, outcome).append(ident)
+            if outcome == "deleted":
+                report.bytes_freed += batch[ident]
+            settled += 1
+            await self.reached(f"gc:swept {settled}")
+
         async for name, info in self.objects():
             report.objects_scanned += 1
             ident = (name, info.key)
@@ -251,11 +296,12 @@ class Lifecycle:
                 progress("objects", report.objects_scanned)
             if dry_run:
                 continue
-            outcome = await self._delete_one(name, info.key)
-            getattr(report, outcome).append(ident)
-            if outcome == "deleted":
-                report.bytes_freed += info.size
-            await self.reached(f"gc:swept {len(report.orphans)}")
+            batch[ident] = info.size
+            if len(batch) >= DELETE_BATCH:
+                await self._delete_batch(list(batch), swept)
+                batch.clear()
+        if batch:
+            await self._delete_batch(list(batch), swept)
         await phase("done")
         return report
 

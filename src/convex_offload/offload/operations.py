@@ -9,12 +9,13 @@ rewritten only if it still holds what was read (a compare-and-swap in the same t
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,12 +95,13 @@ async def verify(
         if bucket is None:
             return Problem("foreign_bucket", label, "bucket is not configured", bucket_name, key)
         if deep:
-            data = await bucket.get(key)
-            if data is None:
+            read = await bucket.read_with(key, functools.partial(digest_of, limit=size))
+            if read is None:
                 return Problem("missing", label, "object does not exist", bucket_name, key)
-            if len(data) != size:
-                return Problem("size", label, f"{len(data)} bytes, manifest says {size}", bucket_name, key)
-            if hashlib.sha256(data).hexdigest() != sha256:
+            seen, digest = read
+            if seen != size:
+                return Problem("size", label, f"{seen} bytes, manifest says {size}", bucket_name, key)
+            if digest != sha256:
                 return Problem("corrupt", label, "sha256 does not match the manifest", bucket_name, key)
             return None
         head = await bucket.head(key)
@@ -176,6 +178,19 @@ class StatsReport:
             "reference_rows": self.reference_rows,
             "largest_records": [{"record": r, "bytes": b} for r, b in self.largest],
         }
+
+
+def digest_of(chunks: Iterator[bytes], *, limit: int) -> tuple[int, str]:
+    """How many bytes `chunks` yields (reading stops one chunk past `limit`) and their sha256:
+    a deep check streams each object instead of holding it whole."""
+    hasher = hashlib.sha256()
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            break
+        hasher.update(chunk)
+    return seen, hasher.hexdigest()
 
 
 async def stats(store: OffloadingStore, *, top: int = 10, progress: Progress | None = None) -> StatsReport:

@@ -186,21 +186,24 @@ class ConvexRefRegistry:
             conflicts=list(answer["conflicts"]),
         )
 
-    async def claim(self, bucket: str, key: str, token: str, ttl_seconds: float) -> bool:
-        """Claim an unreferenced object for deletion; False if anything keeps it alive."""
+    async def claim_many(
+        self, objects: Sequence[ObjectKey], token: str, ttl_seconds: float
+    ) -> frozenset[ObjectKey]:
+        """Claim unreferenced objects for deletion under `token`, in one transaction; answers those
+        granted (an object anything keeps alive is not)."""
         now = _now_ms()
         args = {
-            "bucket": bucket,
-            "key": key,
+            "objects": [{"bucket": bucket, "key": key} for bucket, key in objects],
             "token": token,
             "now": now,
             "expiresAt": now + int(ttl_seconds * 1000),
         }
-        return bool(await self.client.mutation(f"{REFS}:claim", args))
+        return _keys(await self.client.mutation(f"{REFS}:claimMany", args))
 
-    async def finalize(self, bucket: str, key: str, token: str) -> None:
-        """End a claim after deleting (or giving up on) the object."""
-        await self.client.mutation(f"{REFS}:finalize", {"bucket": bucket, "key": key, "token": token})
+    async def finalize_many(self, objects: Sequence[ObjectKey], token: str) -> None:
+        """End the claims under `token` after deleting (or giving up on) their objects."""
+        args = {"objects": [{"bucket": bucket, "key": key} for bucket, key in objects], "token": token}
+        await self.client.mutation(f"{REFS}:finalizeMany", args)
 
     async def expire_pending(self, limit: int = 500) -> tuple[int, list[ObjectKey]]:
         """Delete expired leases; answers how many, and objects left unreferenced."""
