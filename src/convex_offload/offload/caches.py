@@ -27,9 +27,13 @@ class ValueCache:
 
     def get(self, bucket: str, key: str, header: str) -> str | None:
         """The cached value, or None."""
-        item = self._items.get((bucket, key, header))
+        return self.find((bucket, key, header))
+
+    def find(self, ident: tuple[str, str, str]) -> str | None:
+        """The cached value of (bucket, key, header), or None."""
+        item = self._items.get(ident)
         if item is not None:
-            self._items.move_to_end((bucket, key, header))
+            self._items.move_to_end(ident)
         return item
 
     def put(self, bucket: str, key: str, header: str, value: str) -> None:

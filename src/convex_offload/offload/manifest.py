@@ -81,13 +81,16 @@ Checked = tuple[Manifest, str | None]
 """A manifest read, and what is wrong with its places (None: nothing)."""
 
 
+_V1_FIELDS: Final = frozenset({"v", "refs", "created_metadata"})
+
+
 def _read_v1(raw: Mapping[str, Any]) -> Checked:
     # Listings read the same manifests again and again: each ref is validated once and then found
     # by its fields (pydantic validation of every ref on every read was a fifth of a cached listing).
     refs, created = raw.get("refs"), raw.get("created_metadata", False)
-    if set(raw) <= {"v", "refs", "created_metadata"} and isinstance(refs, list) and isinstance(created, bool):
+    if raw.keys() <= _V1_FIELDS and isinstance(refs, list) and isinstance(created, bool):
         try:
-            return _cached_manifest(created, tuple(_frozen(ref) for ref in refs))
+            return _cached_manifest(created, tuple(map(_frozen, refs)))
         except (TypeError, _NotFrozen):
             pass  # unhashable or odd fields: validate the slow way, for the error it names
     parsed = _V1.model_validate(raw)

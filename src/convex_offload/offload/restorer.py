@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -29,7 +29,7 @@ from convex_offload.offload.caches import ValueCache
 from convex_offload.offload.keys import KeyScheme
 from convex_offload.offload.manifest import MANIFEST_KEY, Manifest, Ref, read_manifest
 from convex_offload.offload.stats import OffloadStats
-from convex_offload.offload.tree import Token, get_at, parse_pointer, resolve
+from convex_offload.offload.tree import Token, get_at, parse_pointer
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,47 @@ ValueKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
+class Step:
+    """One ref of a manifest, ready to restore: where it goes and what value it takes."""
+
+    ref: Ref
+    tokens: tuple[tuple[str, int | None], ...]
+    """Its place, as a parsed JSON pointer: each token, and its value as a list index if it is one."""
+    inline: ValueKey
+    """The restored value's key in the value cache."""
+    object: tuple[str, str]
+    """(bucket, key): the object (what a URL depends on)."""
+
+    @classmethod
+    def of(cls, ref: Ref) -> Step:
+        """The step of `ref`."""
+        tokens = tuple((t, int(t) if t.isdigit() else None) for t in parse_pointer(ref.path))
+        return cls(ref, tokens, (ref.bucket, ref.key, ref.header), (ref.bucket, ref.key))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A manifest checked for one tenant, its refs in the order they are put back: by place, and
+    embedded refs from the end of their string, so the spans not yet spliced stay valid."""
+
+    manifest: Manifest
+    steps: tuple[Step, ...]
+
+
+@dataclass(slots=True)
 class LiveRefs:
-    """The refs of one manifest whose places still hold their URLs, and those places."""
+    """The steps of one manifest whose places still hold their URLs, and those places."""
 
     manifest: Manifest
     holder: dict[str, Any]
-    refs: list[Ref]
+    steps: list[Step]
     places: list[tuple[Any, Token]]
-    """Where each ref's URL sits (its container and key or index)."""
+    """Where each step's URL sits (its container and key or index)."""
+
+    @property
+    def refs(self) -> list[Ref]:
+        """The live refs, in restore order."""
+        return [step.ref for step in self.steps]
 
 
 class Restorer:
@@ -72,8 +105,8 @@ class Restorer:
         self.values = ValueCache(cache_bytes)
         self._fetches = asyncio.Semaphore(concurrency)
         self._urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-        self._checked: OrderedDict[tuple[int, str | None], Manifest] = OrderedDict()
-        """Manifests already found to hold only refs this library writes for their tenant."""
+        self._plans: OrderedDict[tuple[int, str | None], Plan] = OrderedDict()
+        """Plans of manifests already found to hold only refs this library writes for their tenant."""
 
     def __repr__(self) -> str:
         return f"Restorer(buckets={sorted(self.buckets)})"
@@ -90,11 +123,11 @@ class Restorer:
         if live is None:
             return root
         wanted: dict[ValueKey, Ref] = {}
-        for ref in live.refs:
-            wanted.setdefault(_value_key(ref, mode), ref)
+        for step in live.steps:
+            wanted.setdefault(_value_key(step, mode), step.ref)
         fetched = await asyncio.gather(*(self._value(r, mode, record) for r in wanted.values()))
-        values = dict(zip(wanted, fetched, strict=True))
-        self._apply(root, holder, live, values, mode)
+        values = [dict(zip(wanted, fetched, strict=True))[_value_key(step, mode)] for step in live.steps]
+        self._apply(root, holder, live, values)
         return root
 
     def restore_cached(
@@ -114,19 +147,22 @@ class Restorer:
         live = self.live_refs(root, holder, tenant, record=record)
         if live is None:
             return True
-        values: dict[ValueKey, str] = {}
-        now = time.monotonic()
-        for ref in live.refs:
-            if mode == "urls":
-                known = self._urls.get((ref.bucket, ref.key))
-                cached = known[0] if known is not None and known[1] > now else None
-            else:
-                cached = self.values.get(ref.bucket, ref.key, ref.header)
-            if cached is None:
-                return False
-            values[_value_key(ref, mode)] = cached
-        self.stats.cache_hits += len(values)
-        self._apply(root, holder, live, values, mode)
+        values: list[str] = []
+        if mode == "urls":
+            now = time.monotonic()
+            for step in live.steps:
+                known = self._urls.get(step.object)
+                if known is None or known[1] <= now:
+                    return False
+                values.append(known[0])
+        else:
+            for step in live.steps:
+                cached = self.values.find(step.inline)
+                if cached is None:
+                    return False
+                values.append(cached)
+        self.stats.cache_hits += len({_value_key(step, mode) for step in live.steps})
+        self._apply(root, holder, live, values)
         return True
 
     def forget(self, bucket: str, key: str) -> None:
@@ -142,53 +178,54 @@ class Restorer:
         manifest = read_manifest(holder_obj, record=record)
         if manifest is None or not isinstance(holder_obj, dict):
             return None
-        # Manifests read again are the same (cached) objects: each is checked once per tenant. The
-        # entry keeps its manifest alive, so the id cannot be reused while it is remembered.
-        checked = (id(manifest), tenant)
-        if self._checked.get(checked) is not manifest:
-            for ref in manifest.refs:
-                self.keys.check_ref(ref, tenant, self.buckets, record=record)
-            self._checked[checked] = manifest
-            if len(self._checked) > CHECKED_ENTRIES:
-                self._checked.popitem(last=False)
-        live: list[Ref] = []
+        plan = self._plan(manifest, tenant, record)
+        steps: list[Step] = []
         places: list[tuple[Any, Token]] = []
-        for ref in manifest.refs:
-            place = place_holding(root, ref)
+        for step in plan.steps:
+            place = _place(root, step)
             if place is not None:
-                live.append(ref)
+                steps.append(step)
                 places.append(place)
-        if len(live) < len(manifest.refs):
+        if len(steps) < len(plan.steps):
             logger.warning(
                 "%s: %d stale refs skipped (their place no longer holds their URL)",
                 record,
-                len(manifest.refs) - len(live),
+                len(plan.steps) - len(steps),
             )
-        return LiveRefs(manifest=manifest, holder=holder_obj, refs=live, places=places)
+        return LiveRefs(manifest=manifest, holder=holder_obj, steps=steps, places=places)
 
-    def _apply(
-        self,
-        root: Any,
-        holder: tuple[Token, ...],
-        live: LiveRefs,
-        values: Mapping[ValueKey, str],
-        mode: RestoreMode,
-    ) -> None:
-        # Splice embedded refs from the end of their string, so earlier spans stay valid.
-        order = sorted(
-            range(len(live.refs)), key=lambda i: (live.refs[i].path, -(live.refs[i].span or (0, 0))[0])
+    def _plan(self, manifest: Manifest, tenant: str | None, record: str) -> Plan:
+        """The manifest's plan for `tenant`: its refs checked once, their places parsed, ordered.
+
+        Manifests read again are the same (cached) objects; the entry keeps its manifest alive, so
+        the id cannot be reused while it is remembered.
+        """
+        ident = (id(manifest), tenant)
+        plan = self._plans.get(ident)
+        if plan is not None and plan.manifest is manifest:
+            return plan
+        for ref in manifest.refs:
+            self.keys.check_ref(ref, tenant, self.buckets, record=record)
+        ordered = sorted(manifest.refs, key=lambda ref: (ref.path, -(ref.span or (0, 0))[0]))
+        plan = Plan(
+            manifest=manifest,
+            steps=tuple(Step.of(ref) for ref in ordered),
         )
-        for index in order:
-            ref = live.refs[index]
-            container, slot = live.places[index]
-            replacement = values[_value_key(ref, mode)]
-            if ref.span is None:
+        self._plans[ident] = plan
+        if len(self._plans) > CHECKED_ENTRIES:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _apply(self, root: Any, holder: tuple[Token, ...], live: LiveRefs, values: Sequence[str]) -> None:
+        """Put `values` (one per live step, in order) in their places and drop the manifest."""
+        for step, (container, slot), replacement in zip(live.steps, live.places, values, strict=True):
+            span = step.ref.span
+            if span is None:
                 container[slot] = replacement
             else:
-                begin, end = ref.span
                 text: str = container[slot]
-                container[slot] = text[:begin] + replacement + text[end:]
-            self.stats.restored += 1
+                container[slot] = text[: span[0]] + replacement + text[span[1] :]
+        self.stats.restored += len(live.steps)
         del live.holder[MANIFEST_KEY]
         if live.manifest.created_metadata and not live.holder and holder:
             parent = get_at(root, holder[:-1])
@@ -235,24 +272,41 @@ class Restorer:
         return outcome
 
 
-def _value_key(ref: Ref, mode: RestoreMode) -> ValueKey:
+def _value_key(step: Step, mode: RestoreMode) -> ValueKey:
     """What a restored value depends on: inline, the object and its header; a URL, the object."""
-    return (ref.bucket, ref.key, ref.header if mode == "inline" else "")
+    return step.inline if mode == "inline" else (*step.object, "")
+
+
+def _place(root: Any, step: Step) -> tuple[Any, Token] | None:
+    """The container and slot of a step's place, if it still holds the URL its ref wrote there
+    (the JSON pointer resolved as `tree.resolve` does, on the step's parsed tokens)."""
+    container: Any = None
+    slot: Token = ""
+    node = root
+    for token, index in step.tokens:
+        if isinstance(node, dict):
+            if token not in node:
+                return None
+            container, slot = node, token
+        elif isinstance(node, list):
+            if index is None or index >= len(node):
+                return None
+            container, slot = node, index
+        else:
+            return None
+        node = container[slot]
+    if container is None or not isinstance(node, str):
+        return None
+    ref = step.ref
+    if ref.span is None:
+        return (container, slot) if node == ref.url else None
+    begin, end = ref.span
+    return (container, slot) if node[begin:end] == ref.url else None
 
 
 def place_holding(root: Any, ref: Ref) -> tuple[Any, Token] | None:
     """The container and slot of `ref`'s place, if it still holds the URL `ref` wrote there."""
-    target = resolve(root, parse_pointer(ref.path))
-    if target is None:
-        return None
-    container, slot = target
-    value = container[slot]
-    if not isinstance(value, str):
-        return None
-    if ref.span is None:
-        return target if value == ref.url else None
-    begin, end = ref.span
-    return target if value[begin:end] == ref.url else None
+    return _place(root, Step.of(ref))
 
 
 @dataclass(frozen=True, slots=True)
