@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import binascii
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pybase64
 from PIL import Image
@@ -162,6 +163,22 @@ class Suite:
             buckets={"bench": self.bucket(f"run-{uuid.uuid4().hex[:8]}/")},
             **overrides,
         )
+
+
+SERVER_ARGUMENTS: Final = ("--convex-url", "--endpoint", "--region", "--prefix")
+"""What a case run in a fresh process takes to reach this run's servers (secrets go by environment)."""
+
+
+def server_args(suite: Suite, prefix: str) -> list[str]:
+    """The `SERVER_ARGUMENTS` of this run, for a bucket prefix."""
+    values = (suite.convex.url, suite.localstack.endpoint_url, suite.localstack.region, prefix)
+    return [part for pair in zip(SERVER_ARGUMENTS, values, strict=True) for part in pair]
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `SERVER_ARGUMENTS`, each required, on a fresh-process case's parser."""
+    for name in SERVER_ARGUMENTS:
+        parser.add_argument(name, required=True)
 
 
 class Images:
@@ -658,21 +675,7 @@ async def case_memory(suite: Suite, results: list[Result], progress: Callable[[s
     for size in [50 * MB, 200 * MB] if not suite.quick else [5 * MB]:
         progress(f"memory, {size / MB:.0f} MB (fresh process)")
         prefix = f"memory-{uuid.uuid4().hex[:8]}/"
-        args = [
-            sys.executable,
-            "-m",
-            "benchmarks.memory",
-            "--size",
-            str(size),
-            "--convex-url",
-            suite.convex.url,
-            "--endpoint",
-            suite.localstack.endpoint_url,
-            "--region",
-            suite.localstack.region,
-            "--prefix",
-            prefix,
-        ]
+        args = [sys.executable, "-m", "benchmarks.memory", "--size", str(size), *server_args(suite, prefix)]
         env = {**os.environ, "CONVEX_OFFLOAD_CONVEX_ADMIN_KEY": suite.convex.admin_key}
         done = subprocess.run(args, capture_output=True, text=True, env=env, check=True, timeout=900)
         measured = json.loads(done.stdout.strip().splitlines()[-1])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmarks.cases import add_server_arguments
 from convex_offload.config import BucketConfig, OffloadConfig
 from convex_offload.offload.store import OffloadingStore
 from convex_offload.store.models import Message
@@ -87,10 +88,7 @@ def main() -> None:
     """Run the measurement; print one JSON line."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, required=True)
-    parser.add_argument("--convex-url", required=True)
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--region", required=True)
-    parser.add_argument("--prefix", required=True)
+    add_server_arguments(parser)
     print(json.dumps(asyncio.run(measure(parser.parse_args()))))
 
 

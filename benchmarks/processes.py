@@ -30,7 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks.cases import KB, MB, Images, Result, Suite, message, put_all, stored_twin, warm_pool
+from benchmarks.cases import (
+    KB,
+    MB,
+    Images,
+    Result,
+    Suite,
+    add_server_arguments,
+    message,
+    put_all,
+    server_args,
+    stored_twin,
+    warm_pool,
+)
 from convex_offload.blobs.factory import s3_connection
 from convex_offload.blobs.s3 import make_client
 from convex_offload.config import BucketConfig, OffloadConfig
@@ -147,10 +159,7 @@ def worker_main() -> None:
     parser.add_argument("--role", choices=("ours", "floor"), required=True)
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--convex-url", required=True)
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--region", required=True)
-    parser.add_argument("--prefix", required=True)
+    add_server_arguments(parser)
     parser.add_argument("--thread", required=True)
     parser.add_argument("--record", help="floor: a JSON file of a stored (rewritten) record to copy")
     args = parser.parse_args()
@@ -215,14 +224,7 @@ async def start_worker(
         role,
         "--messages",
         str(messages),
-        "--convex-url",
-        suite.convex.url,
-        "--endpoint",
-        suite.localstack.endpoint_url,
-        "--region",
-        suite.localstack.region,
-        "--prefix",
-        prefix,
+        *server_args(suite, prefix),
         "--thread",
         thread,
         "--record",
