@@ -1,7 +1,9 @@
-"""The offloader's two caches, each bounded in bytes, least recently used out.
+"""The offloader's caches, each bounded, least recently used out.
 
 - `ValueCache`: restored field values (data URL or base64 text), so a listing read again and again
   restores without fetching.
+- `RestoredTrees`: whole stored texts as restored, so a listing read again parses and restores
+  nothing (valid while the values it took are cached).
 - `DigestCache`: what a payload string was found to be (sha256, size, sniffed type), so re-saving
   the same message (Mastra re-saves history) decodes and hashes nothing.
 """
@@ -9,7 +11,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 from convex_offload.offload.payload import Prepared
 
@@ -109,3 +112,81 @@ class DigestCache:
         while self.used > self.limit:
             _, (evicted, _) = self._items.popitem(last=False)
             self.used -= len(evicted)
+
+
+def copy_tree(node: Any) -> Any:
+    """A copy of a JSON tree's objects and arrays; strings and numbers are shared (immutable)."""
+    if type(node) is dict:
+        return {key: copy_tree(value) for key, value in node.items()}
+    if type(node) is list:
+        return [copy_tree(value) for value in node]
+    return node
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredTree:
+    """A stored text restored once: the tree, and the cached values it took (each must still be
+    the one cached for the tree to be used again)."""
+
+    tree: Any
+    values: tuple[tuple[tuple[str, str, str], str], ...]
+    places: int
+    """How many places the restore filled."""
+
+
+class RestoredTrees:
+    """Restored trees of stored texts read again and again, by (text, tenant).
+
+    A listing read twice gets the same stored texts back; the tree restored the first time serves
+    the next reads (a copy each time), with neither the JSON parse nor the manifest walk. An entry
+    holds only while every value it took is still the one in the value cache, so deleting an
+    object (`forget`) or the cache letting a value go retires it. Bounded in entries and in the
+    characters of the values entries hold (`limit`: no more than the value cache's own).
+    """
+
+    def __init__(self, values: ValueCache, *, entries: int, limit: int) -> None:
+        self.values = values
+        self.capacity = entries
+        self.limit = limit
+        self.held = 0
+        self._items: OrderedDict[tuple[str, str | None], RestoredTree] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"RestoredTrees(items={len(self._items)}, held={self.held})"
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def entries(self) -> list[tuple[str, str | None, RestoredTree]]:
+        """Every (text, tenant, entry), oldest first (for inspection)."""
+        return [(text, tenant, entry) for (text, tenant), entry in self._items.items()]
+
+    def get(self, text: str, tenant: str | None) -> RestoredTree | None:
+        """The entry of `text` for `tenant` if every value it took is still cached, else None."""
+        ident = (text, tenant)
+        entry = self._items.get(ident)
+        if entry is None:
+            return None
+        for key, value in entry.values:
+            if self.values.find(key) is not value:
+                self._drop(ident)
+                return None
+        self._items.move_to_end(ident)
+        return entry
+
+    def put(self, text: str, tenant: str | None, entry: RestoredTree) -> None:
+        """Remember `entry` (a private copy of its tree) for `text` and `tenant`."""
+        ident = (text, tenant)
+        if ident in self._items:
+            self._drop(ident)
+        size = sum(len(value) for _key, value in entry.values)
+        if size > self.limit:
+            return
+        self._items[ident] = entry
+        self.held += size
+        while self.held > self.limit or len(self._items) > self.capacity:
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, ident: tuple[str, str | None]) -> None:
+        entry = self._items.pop(ident)
+        self.held -= sum(len(value) for _key, value in entry.values)

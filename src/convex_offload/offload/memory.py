@@ -61,6 +61,11 @@ class OffloadingMemory(ObservationalMemoryStore):
         self._messages = road.kind("message")
         self._threads = road.kind("thread")
         self._resources = road.kind("resource")
+        # Listings restored inline read their rows through the restorer's caches: a message read
+        # before comes back restored, with neither its JSON parsed nor its manifest walked.
+        self._reader = (
+            MemoryStore(inner.db, message_of_row=self._message_of_row) if road.mode == "inline" else inner
+        )
 
     def __repr__(self) -> str:
         return f"OffloadingMemory({self.inner!r})"
@@ -218,7 +223,7 @@ class OffloadingMemory(ObservationalMemoryStore):
         order_by: OrderBy | None = None,
     ) -> MessagesPage:
         """`MemoryStore.list_messages`, with every message restored."""
-        result = await self.inner.list_messages(
+        result = await self._reader.list_messages(
             thread_id,
             resource_id=resource_id,
             include=include,
@@ -242,7 +247,7 @@ class OffloadingMemory(ObservationalMemoryStore):
         order_by: OrderBy | None = None,
     ) -> MessagesPage:
         """`MemoryStore.list_messages_by_resource_id`, with every message restored."""
-        result = await self.inner.list_messages_by_resource_id(
+        result = await self._reader.list_messages_by_resource_id(
             resource_id,
             date_range=date_range,
             metadata=metadata,
@@ -255,11 +260,22 @@ class OffloadingMemory(ObservationalMemoryStore):
 
     async def list_messages_by_id(self, message_ids: Sequence[str]) -> list[Message]:
         """`MemoryStore.list_messages_by_id`, with every message restored."""
-        return await self._restored_messages(await self.inner.list_messages_by_id(message_ids))
+        return await self._restored_messages(await self._reader.list_messages_by_id(message_ids))
 
     async def delete_messages(self, message_ids: Sequence[str]) -> None:
         """Delete messages, and every attachment no other record references."""
         await self._road.delete(self._messages, message_ids)
+
+    def _message_of_row(self, row: dict[str, Any]) -> Message:
+        """A listed row as a `Message`, restored already where the caches allow."""
+        text = row.get("content")
+        if not isinstance(text, str):
+            return Message.from_row(row)
+        kind = self._messages
+        content = self._road.offloader.restorer.restore_text(
+            text, holder=kind.holder, tenant=kind.tenant_of(row), record=kind.label(str(row.get("id")))
+        )
+        return Message.from_row_with_content(row, content)
 
     async def _restored_messages(self, messages: list[Message]) -> list[Message]:
         """Restore each message's content in place (the models keep their content objects)."""

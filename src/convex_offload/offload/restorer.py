@@ -25,16 +25,18 @@ import pybase64
 from convex_offload.blobs.base import BlobStore
 from convex_offload.config import BucketConfig
 from convex_offload.errors import AttachmentIntegrityError, AttachmentMissingError
-from convex_offload.offload.caches import ValueCache
+from convex_offload.offload.caches import RestoredTree, RestoredTrees, ValueCache, copy_tree
 from convex_offload.offload.keys import KeyScheme
 from convex_offload.offload.manifest import MANIFEST_KEY, Manifest, Ref, read_manifest
 from convex_offload.offload.stats import OffloadStats
 from convex_offload.offload.tree import Token, get_at, parse_pointer
+from convex_offload.store.models import safely_parse_json
 
 logger = logging.getLogger(__name__)
 
 URL_CACHE_ENTRIES: Final = 100_000
 CHECKED_ENTRIES: Final = 100_000
+TREE_ENTRIES: Final = 20_000
 RestoreMode = Literal["inline", "urls"]
 """`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
 ValueKey = tuple[str, str, str]
@@ -103,6 +105,7 @@ class Restorer:
         self.keys = keys
         self.stats = stats
         self.values = ValueCache(cache_bytes)
+        self.trees = RestoredTrees(self.values, entries=TREE_ENTRIES, limit=cache_bytes)
         self._fetches = asyncio.Semaphore(concurrency)
         self._urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         self._plans: OrderedDict[tuple[int, str | None], Plan] = OrderedDict()
@@ -164,6 +167,34 @@ class Restorer:
         self.stats.cache_hits += len({_value_key(step, mode) for step in live.steps})
         self._apply(root, holder, live, values)
         return True
+
+    def restore_text(self, text: str, *, holder: tuple[Token, ...], tenant: str | None, record: str) -> Any:
+        """The stored JSON `text` parsed and restored inline from the caches alone, or just parsed.
+
+        A text restored before comes back from `trees` (a copy; nothing parsed, nothing walked); a
+        text whose values are all cached is restored now and remembered; any other text is returned
+        parsed and unrestored, for `restore` to fetch what it lacks.
+        """
+        known = self.trees.get(text, tenant)
+        if known is not None:
+            self.stats.cache_hits += len(known.values)
+            self.stats.restored += known.places
+            return copy_tree(known.tree)
+        tree = safely_parse_json(text)
+        live = self.live_refs(tree, holder, tenant, record=record)
+        if live is None:
+            return tree
+        values: list[str] = []
+        for step in live.steps:
+            cached = self.values.find(step.inline)
+            if cached is None:
+                return tree
+            values.append(cached)
+        taken = tuple(dict(zip((step.inline for step in live.steps), values, strict=True)).items())
+        self.stats.cache_hits += len(taken)
+        self._apply(tree, holder, live, values)
+        self.trees.put(text, tenant, RestoredTree(copy_tree(tree), taken, len(live.steps)))
+        return tree
 
     def forget(self, bucket: str, key: str) -> None:
         """Drop the cached value and URL of an object (after deleting it)."""

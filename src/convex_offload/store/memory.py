@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from convex_offload.convex.values import check_value, dumps
@@ -57,8 +57,12 @@ THREADS_PER_PAGE = 100
 class MemoryStore(ObservationalMemoryStore):
     """Threads, messages, resources and observational memory in the @mastra/convex tables."""
 
-    def __init__(self, db: StorageDB) -> None:
+    def __init__(
+        self, db: StorageDB, *, message_of_row: Callable[[dict[str, Any]], Message] | None = None
+    ) -> None:
         self.db = db
+        self.message_of_row = message_of_row or Message.from_row
+        """How a listed row becomes a `Message` (the offloading store restores there)."""
 
     def __repr__(self) -> str:
         return f"MemoryStore({self.db!r})"
@@ -171,7 +175,7 @@ class MemoryStore(ObservationalMemoryStore):
         rows = filtered_rows(rows, date_range, expected, field, descending)
         total = len(rows)
         messages = [
-            Message.from_row(row) for row in (rows if per_page is False else rows[offset : offset + size])
+            self.message_of_row(row) for row in (rows if per_page is False else rows[offset : offset + size])
         ]
 
         if include:
@@ -221,7 +225,7 @@ class MemoryStore(ObservationalMemoryStore):
         chosen = rows[offset : offset + size]
         # The TS store passes the page through MessageList, which re-orders it by createdAt.
         return MessagesPage(
-            messages=message_list(Message.from_row(row) for row in chosen),
+            messages=message_list(self.message_of_row(row) for row in chosen),
             total=total,
             page=page,
             per_page=reported,
@@ -233,7 +237,7 @@ class MemoryStore(ObservationalMemoryStore):
         if not message_ids:
             return []
         rows = await self.db.load_many(TABLE_MESSAGES, message_ids)
-        return message_list(Message.from_row(row) for row in rows)
+        return message_list(self.message_of_row(row) for row in rows)
 
     async def save_messages(self, messages: Sequence[Message]) -> list[Message]:
         """Create or replace messages in one transaction, then touch their threads' updatedAt."""
@@ -329,7 +333,7 @@ class MemoryStore(ObservationalMemoryStore):
                 continue
             tid, target = hit
             if target["id"] not in seen:
-                found.append(Message.from_row(target))
+                found.append(self.message_of_row(target))
                 seen.add(target["id"])
             ordered = sort_rows(
                 [r for r in threads.get(tid, []) if r["thread_id"] == tid], "createdAt", False, row_field
@@ -346,7 +350,7 @@ class MemoryStore(ObservationalMemoryStore):
                 neighbours += ordered[index + 1 : index + 1 + item.with_next_messages]
             for row in neighbours:
                 if row["id"] not in seen:
-                    found.append(Message.from_row(row))
+                    found.append(self.message_of_row(row))
                     seen.add(row["id"])
         return found
 

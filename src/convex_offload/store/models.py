@@ -125,10 +125,15 @@ class Message(MastraModel):
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
         """Build from a `mastra_messages` row; content is parsed as the TS store parses it."""
+        return cls.from_row_with_content(row, safely_parse_json(row.get("content")))
+
+    @classmethod
+    def from_row_with_content(cls, row: dict[str, Any], content: Any) -> Message:
+        """Build from a `mastra_messages` row whose content is already parsed."""
         return cls(
             id=row["id"],
             thread_id=row.get("thread_id"),
-            content=safely_parse_json(row.get("content")),
+            content=content,
             role=row["role"],
             type=row.get("type"),
             created_at=parse_iso(row["createdAt"]),
