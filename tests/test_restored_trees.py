@@ -58,7 +58,7 @@ async def test_a_listing_read_again_comes_from_the_cache_never_shared(store: Off
     thread = f"trees-{uuid.uuid4().hex[:6]}"
     saved = chat(thread, 3, seed=10)
     await store.memory.save_messages(saved)
-    trees = store.offloader.restorer.trees
+    trees = store.offloader.restorer.trees["inline"]
     first = (await store.memory.list_messages(thread, per_page=False)).messages
     assert first == saved
     assert len(trees) == 3, "each restored text is remembered"
@@ -77,7 +77,8 @@ async def test_a_value_that_leaves_the_cache_retires_the_tree(store: OffloadingS
     saved = chat(thread, 2, seed=20)
     await store.memory.save_messages(saved)
     assert (await store.memory.list_messages(thread, per_page=False)).messages == saved
-    [entry] = [e for text, _tenant, e in store.offloader.restorer.trees.entries() if "picture 0" in text]
+    trees = store.offloader.restorer.trees["inline"]
+    [entry] = [e for text, _tenant, e in trees.entries() if "picture 0" in text]
     [((bucket, key, _header), _value)] = entry.values
     fetches = store.offloader.stats.fetches
     store.offloader.forget(bucket, key)  # what deleting the object does
@@ -85,15 +86,24 @@ async def test_a_value_that_leaves_the_cache_retires_the_tree(store: OffloadingS
     assert store.offloader.stats.fetches == fetches + 1, "the object is fetched again, not served stale"
 
 
-async def test_urls_mode_listings_never_use_inline_trees(store: OffloadingStore) -> None:
+async def test_urls_mode_keeps_trees_of_its_own_while_their_urls_live(store: OffloadingStore) -> None:
     thread = f"trees-{uuid.uuid4().hex[:6]}"
     saved = chat(thread, 1, seed=30)
     await store.memory.save_messages(saved)
     for _ in range(2):
         assert (await store.memory.list_messages(thread, per_page=False)).messages == saved
     ui = store.with_restore_mode("urls")
-    [listed] = (await ui.memory.list_messages(thread, per_page=False)).messages
-    assert listed.content["parts"][1]["data"].startswith("memory://"), listed.content["parts"][1]
+    listings = [(await ui.memory.list_messages(thread, per_page=False)).messages for _ in range(3)]
+    url = listings[0][0].content["parts"][1]["data"]
+    assert url.startswith("memory://"), url
+    assert all(listing[0].content == listings[0][0].content for listing in listings)
+    assert len(store.offloader.restorer.trees["urls"]) == 1
+    restorer = store.offloader.restorer
+    [(obj, (signed, _expiry))] = list(restorer._urls.items())
+    restorer._urls[obj] = (signed, 0.0)  # the URL is past half its life: sign again, not serve stale
+    again = (await ui.memory.list_messages(thread, per_page=False)).messages
+    assert again[0].content == listings[0][0].content
+    assert restorer._urls[obj][1] > 0.0, "a fresh URL was signed"
 
 
 async def test_a_small_value_cache_keeps_listings_exact(local_convex: LocalConvex) -> None:
@@ -103,13 +113,13 @@ async def test_a_small_value_cache_keeps_listings_exact(local_convex: LocalConve
         await small.memory.save_messages(saved)
         for _ in range(3):
             assert (await small.memory.list_messages(thread, per_page=False)).messages == saved
-        trees = small.offloader.restorer.trees
+        trees = small.offloader.restorer.trees["inline"]
         assert trees.held <= trees.limit
 
 
 def test_the_tree_cache_is_bounded_in_entries_and_in_what_it_holds() -> None:
     values = ValueCache(1000)
-    trees = RestoredTrees(values, entries=2, limit=100)
+    trees = RestoredTrees(lambda key, value: values.find(key) is value, entries=2, limit=100)
     for i in range(3):
         value = "v" * 40
         values.put("b", f"k{i}", "", value)

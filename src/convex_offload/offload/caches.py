@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -123,13 +124,17 @@ def copy_tree(node: Any) -> Any:
     return node
 
 
+ValueKey = tuple[str, str, str]
+"""(bucket, key, header) of a restored value; header "" for a URL."""
+
+
 @dataclass(frozen=True, slots=True)
 class RestoredTree:
     """A stored text restored once: the tree, and the cached values it took (each must still be
     the one cached for the tree to be used again)."""
 
     tree: Any
-    values: tuple[tuple[tuple[str, str, str], str], ...]
+    values: tuple[tuple[ValueKey, str], ...]
     places: int
     """How many places the restore filled."""
 
@@ -139,13 +144,15 @@ class RestoredTrees:
 
     A listing read twice gets the same stored texts back; the tree restored the first time serves
     the next reads (a copy each time), with neither the JSON parse nor the manifest walk. An entry
-    holds only while every value it took is still the one in the value cache, so deleting an
-    object (`forget`) or the cache letting a value go retires it. Bounded in entries and in the
-    characters of the values entries hold (`limit`: no more than the value cache's own).
+    holds only while every value it took is still the one its cache gives (`holds`), so deleting an
+    object (`forget`), the cache letting a value go, or a URL passing half its life retires it.
+    Bounded in entries and in the characters of the values entries hold (`limit`: no more than the
+    value cache's own).
     """
 
-    def __init__(self, values: ValueCache, *, entries: int, limit: int) -> None:
-        self.values = values
+    def __init__(self, holds: Callable[[ValueKey, str], bool], *, entries: int, limit: int) -> None:
+        self.holds = holds
+        """Whether a value an entry took is still the one its cache gives."""
         self.capacity = entries
         self.limit = limit
         self.held = 0
@@ -168,7 +175,7 @@ class RestoredTrees:
         if entry is None:
             return None
         for key, value in entry.values:
-            if self.values.find(key) is not value:
+            if not self.holds(key, value):
                 self._drop(ident)
                 return None
         self._items.move_to_end(ident)

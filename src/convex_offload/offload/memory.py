@@ -61,11 +61,9 @@ class OffloadingMemory(ObservationalMemoryStore):
         self._messages = road.kind("message")
         self._threads = road.kind("thread")
         self._resources = road.kind("resource")
-        # Listings restored inline read their rows through the restorer's caches: a message read
-        # before comes back restored, with neither its JSON parsed nor its manifest walked.
-        self._reader = (
-            MemoryStore(inner.db, message_of_row=self._message_of_row) if road.mode == "inline" else inner
-        )
+        # Listings read their rows through the restorer's caches: a message read before comes back
+        # restored, with neither its JSON parsed nor its manifest walked.
+        self._reader = MemoryStore(inner.db, message_of_row=self._message_of_row)
 
     def __repr__(self) -> str:
         return f"OffloadingMemory({self.inner!r})"
@@ -273,7 +271,11 @@ class OffloadingMemory(ObservationalMemoryStore):
             return Message.from_row(row)
         kind = self._messages
         content = self._road.offloader.restorer.restore_text(
-            text, holder=kind.holder, tenant=kind.tenant_of(row), record=kind.label(str(row.get("id")))
+            text,
+            holder=kind.holder,
+            tenant=kind.tenant_of(row),
+            record=kind.label(str(row.get("id"))),
+            mode=self._road.mode,
         )
         return Message.from_row_with_content(row, content)
 

@@ -25,7 +25,7 @@ import pybase64
 from convex_offload.blobs.base import BlobStore
 from convex_offload.config import BucketConfig
 from convex_offload.errors import AttachmentIntegrityError, AttachmentMissingError
-from convex_offload.offload.caches import RestoredTree, RestoredTrees, ValueCache, copy_tree
+from convex_offload.offload.caches import RestoredTree, RestoredTrees, ValueCache, ValueKey, copy_tree
 from convex_offload.offload.keys import KeyScheme
 from convex_offload.offload.manifest import MANIFEST_KEY, Manifest, Ref, read_manifest
 from convex_offload.offload.stats import OffloadStats
@@ -39,8 +39,6 @@ CHECKED_ENTRIES: Final = 100_000
 TREE_ENTRIES: Final = 20_000
 RestoreMode = Literal["inline", "urls"]
 """`inline`: the payloads themselves, byte for byte; `urls`: fresh public or presigned URLs (for UIs)."""
-ValueKey = tuple[str, str, str]
-"""(bucket, key, header): one restored value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +103,11 @@ class Restorer:
         self.keys = keys
         self.stats = stats
         self.values = ValueCache(cache_bytes)
-        self.trees = RestoredTrees(self.values, entries=TREE_ENTRIES, limit=cache_bytes)
+        self.trees: dict[RestoreMode, RestoredTrees] = {
+            "inline": RestoredTrees(self._holds_value, entries=TREE_ENTRIES, limit=cache_bytes),
+            "urls": RestoredTrees(self._holds_url, entries=TREE_ENTRIES, limit=cache_bytes),
+        }
+        """Stored texts already restored, per mode (`RestoredTrees`)."""
         self._fetches = asyncio.Semaphore(concurrency)
         self._urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         self._plans: OrderedDict[tuple[int, str | None], Plan] = OrderedDict()
@@ -150,32 +152,23 @@ class Restorer:
         live = self.live_refs(root, holder, tenant, record=record)
         if live is None:
             return True
-        values: list[str] = []
-        if mode == "urls":
-            now = time.monotonic()
-            for step in live.steps:
-                known = self._urls.get(step.object)
-                if known is None or known[1] <= now:
-                    return False
-                values.append(known[0])
-        else:
-            for step in live.steps:
-                cached = self.values.find(step.inline)
-                if cached is None:
-                    return False
-                values.append(cached)
-        self.stats.cache_hits += len({_value_key(step, mode) for step in live.steps})
+        values = self._cached_values(live, mode)
+        if values is None:
+            return False
         self._apply(root, holder, live, values)
         return True
 
-    def restore_text(self, text: str, *, holder: tuple[Token, ...], tenant: str | None, record: str) -> Any:
-        """The stored JSON `text` parsed and restored inline from the caches alone, or just parsed.
+    def restore_text(
+        self, text: str, *, holder: tuple[Token, ...], tenant: str | None, record: str, mode: RestoreMode
+    ) -> Any:
+        """The stored JSON `text` parsed and restored from the caches alone, or just parsed.
 
         A text restored before comes back from `trees` (a copy; nothing parsed, nothing walked); a
         text whose values are all cached is restored now and remembered; any other text is returned
         parsed and unrestored, for `restore` to fetch what it lacks.
         """
-        known = self.trees.get(text, tenant)
+        trees = self.trees[mode]
+        known = trees.get(text, tenant)
         if known is not None:
             self.stats.cache_hits += len(known.values)
             self.stats.restored += known.places
@@ -184,17 +177,39 @@ class Restorer:
         live = self.live_refs(tree, holder, tenant, record=record)
         if live is None:
             return tree
-        values: list[str] = []
-        for step in live.steps:
-            cached = self.values.find(step.inline)
-            if cached is None:
-                return tree
-            values.append(cached)
-        taken = tuple(dict(zip((step.inline for step in live.steps), values, strict=True)).items())
-        self.stats.cache_hits += len(taken)
+        values = self._cached_values(live, mode)
+        if values is None:
+            return tree
+        taken = tuple(dict(zip((_value_key(step, mode) for step in live.steps), values, strict=True)).items())
         self._apply(tree, holder, live, values)
-        self.trees.put(text, tenant, RestoredTree(copy_tree(tree), taken, len(live.steps)))
+        trees.put(text, tenant, RestoredTree(copy_tree(tree), taken, len(live.steps)))
         return tree
+
+    def _cached_values(self, live: LiveRefs, mode: RestoreMode) -> list[str] | None:
+        """The value of each live step from the caches (counted as hits), or None if one is not there."""
+        values: list[str] = []
+        if mode == "urls":
+            now = time.monotonic()
+            for step in live.steps:
+                known = self._urls.get(step.object)
+                if known is None or known[1] <= now:
+                    return None
+                values.append(known[0])
+        else:
+            for step in live.steps:
+                cached = self.values.find(step.inline)
+                if cached is None:
+                    return None
+                values.append(cached)
+        self.stats.cache_hits += len({_value_key(step, mode) for step in live.steps})
+        return values
+
+    def _holds_value(self, key: ValueKey, value: str) -> bool:
+        return self.values.find(key) is value
+
+    def _holds_url(self, key: ValueKey, url: str) -> bool:
+        known = self._urls.get((key[0], key[1]))
+        return known is not None and known[0] is url and known[1] > time.monotonic()
 
     def forget(self, bucket: str, key: str) -> None:
         """Drop the cached value and URL of an object (after deleting it)."""
