@@ -12,7 +12,7 @@ uses it through its write transaction; `offload`/`restore` use it alone, without
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from convex_offload.blobs.base import BlobStore
@@ -152,7 +152,7 @@ class Offloader:
         """
         return await self.restorer.restore(root, holder=holder, tenant=tenant, mode=mode, record=record)
 
-    def restore_cached(
+    def restore_now(
         self,
         root: Any,
         *,
@@ -160,6 +160,7 @@ class Offloader:
         tenant: str | None,
         record: str = "record",
         mode: RestoreMode = "inline",
-    ) -> bool:
-        """Restore `root` in place from the caches alone, without waiting: True if it could."""
-        return self.restorer.restore_cached(root, holder=holder, tenant=tenant, record=record, mode=mode)
+    ) -> Awaitable[None] | None:
+        """Restore `root` in place from the caches alone if they hold it all (None); else the
+        coroutine that fetches the rest (`Restorer.restore_now`)."""
+        return self.restorer.restore_now(root, holder=holder, tenant=tenant, record=record, mode=mode)

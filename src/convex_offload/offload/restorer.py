@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -79,11 +79,6 @@ class LiveRefs:
     places: list[tuple[Any, Token]]
     """Where each step's URL sits (its container and key or index)."""
 
-    @property
-    def refs(self) -> list[Ref]:
-        """The live refs, in restore order."""
-        return [step.ref for step in self.steps]
-
 
 class Restorer:
     """Restores trees from one store's buckets (see the module docstring)."""
@@ -125,17 +120,11 @@ class Restorer:
         `UnsupportedManifestError`.
         """
         live = self.live_refs(root, holder, tenant, record=record)
-        if live is None:
-            return root
-        wanted: dict[ValueKey, Ref] = {}
-        for step in live.steps:
-            wanted.setdefault(_value_key(step, mode), step.ref)
-        fetched = await asyncio.gather(*(self._value(r, mode, record) for r in wanted.values()))
-        values = [dict(zip(wanted, fetched, strict=True))[_value_key(step, mode)] for step in live.steps]
-        self._apply(root, holder, live, values)
+        if live is not None:
+            await self._fetched(root, holder, live, mode, record)
         return root
 
-    def restore_cached(
+    def restore_now(
         self,
         root: Any,
         *,
@@ -143,20 +132,32 @@ class Restorer:
         tenant: str | None,
         record: str,
         mode: RestoreMode = "inline",
-    ) -> bool:
-        """Restore `root` in place from the caches alone, without waiting: True if it could.
+    ) -> Awaitable[None] | None:
+        """Restore `root` in place from the caches alone, without waiting, if they hold every value
+        (None: done); otherwise the coroutine that fetches what they lack and restores it.
 
         The fast path of listings read again and again: nothing is fetched, nothing is awaited
-        (in "urls" mode: every URL still has half its life left).
+        (in "urls" mode: every URL still has half its life left). The manifest is read once either way.
         """
         live = self.live_refs(root, holder, tenant, record=record)
         if live is None:
-            return True
+            return None
         values = self._cached_values(live, mode)
         if values is None:
-            return False
+            return self._fetched(root, holder, live, mode, record)
         self._apply(root, holder, live, values)
-        return True
+        return None
+
+    async def _fetched(
+        self, root: Any, holder: tuple[Token, ...], live: LiveRefs, mode: RestoreMode, record: str
+    ) -> None:
+        """Fetch (or find cached) each distinct value the live steps need, then put them back."""
+        wanted: dict[ValueKey, Ref] = {}
+        for step in live.steps:
+            wanted.setdefault(_value_key(step, mode), step.ref)
+        fetched = await asyncio.gather(*(self._value(r, mode, record) for r in wanted.values()))
+        by_key = dict(zip(wanted, fetched, strict=True))
+        self._apply(root, holder, live, [by_key[_value_key(step, mode)] for step in live.steps])
 
     def restore_text(
         self, text: str, *, holder: tuple[Token, ...], tenant: str | None, record: str, mode: RestoreMode

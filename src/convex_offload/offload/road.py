@@ -8,7 +8,7 @@ knows where the manifests are (the record's, and each part's).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from convex_offload.offload.kinds import RecordKind, RecordKinds
@@ -119,15 +119,16 @@ class Road:
     async def restore_all(self, kind: RecordKind, items: Sequence[tuple[Any, str | None, str]]) -> None:
         """Restore many trees `(tree, tenant, record)` in place: from the caches without waiting where
         possible, the rest concurrently."""
-        pending = []
+        pending: list[Awaitable[Any]] = []
         for tree, tenant, record in items:
-            if not kind.parts and not has_manifest(tree, kind.holder):
+            if kind.parts:
+                pending.append(self.restore(kind, tree, tenant=tenant, record=record))
                 continue
-            if not kind.parts and self.offloader.restore_cached(
+            later = self.offloader.restore_now(
                 tree, holder=kind.holder, tenant=tenant, record=record, mode=self.mode
-            ):
-                continue
-            pending.append(self.restore(kind, tree, tenant=tenant, record=record))
+            )
+            if later is not None:
+                pending.append(later)
         await asyncio.gather(*pending)
 
 
