@@ -41,6 +41,7 @@ from benchmarks import cases  # a module, not names: cases.py imports this file 
 from convex_offload.config import BucketConfig, OffloadConfig
 from convex_offload.devservers.local_convex import LocalConvex
 from convex_offload.offload import operations
+from convex_offload.offload.lifecycle import GcReport
 from convex_offload.offload.store import OffloadingStore
 
 BUCKET = "local"
@@ -129,32 +130,29 @@ async def measure(operation: str, convex_url: str, folder: Path) -> dict[str, An
         gc.collect()
         baseline = rss_kib("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        run = store.lifecycle.gc(grace=timedelta(0)) if operation == "gc" else operations.verify(store)
         start, cpu_start = time.perf_counter(), time.process_time()
-        outcome: dict[str, Any]
-        if operation == "gc":
-            report = await store.lifecycle.gc(grace=timedelta(0))
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            peak = rss_kib("VmHWM")
-            outcome = {
-                "records": report.records_scanned,
-                "objects": report.objects_scanned,
-                "referenced": report.referenced,
-                "young": report.young,
-                "deleted": sorted(key for _bucket, key in report.deleted),
-                "kept": len(report.kept),
-                "failed": len(report.failed),
-                "reconciled_rows": report.reconciled_rows,
-            }
-        else:
-            verified = await operations.verify(store)
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            peak = rss_kib("VmHWM")
-            outcome = {
-                "records": verified.records,
-                "references": verified.references,
-                "objects": verified.objects,
-                "problems": sorted([p.kind, p.key] for p in verified.problems),
-            }
+        done = await run
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        peak = rss_kib("VmHWM")
+    if isinstance(done, GcReport):
+        outcome: dict[str, Any] = {
+            "records": done.records_scanned,
+            "objects": done.objects_scanned,
+            "referenced": done.referenced,
+            "young": done.young,
+            "deleted": sorted(key for _bucket, key in done.deleted),
+            "kept": len(done.kept),
+            "failed": len(done.failed),
+            "reconciled_rows": done.reconciled_rows,
+        }
+    else:
+        outcome = {
+            "records": done.records,
+            "references": done.references,
+            "objects": done.objects,
+            "problems": sorted([p.kind, p.key] for p in done.problems),
+        }
     return {
         "operation": operation,
         "seconds": seconds,
